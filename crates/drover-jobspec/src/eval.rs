@@ -1,0 +1,392 @@
+//! Expression evaluation with Nomad's job-file semantics.
+//!
+//! ```text
+//!  hcl-edit Expression (with source spans)
+//!     │  Rewriter: every reference whose root is not bound (var, local, an iterator) becomes a
+//!     │            fresh variable whose value is its own source text wrapped in `${…}`;
+//!     │            try(…)/can(…) are evaluated here, argument by argument, catching errors
+//!     ▼
+//!  hcl-rs Expression ──evaluate(Context: var, local, functions, runtime texts)──▶ hcl::Value
+//!     ▼
+//!  serde_json::Value
+//! ```
+//!
+//! Why the rewrite: a job file mixes values known when the file is parsed (`var.dc`,
+//! `local.x`, functions) with values only the client knows when the task starts
+//! (`${NOMAD_ALLOC_ID}`, `${attr.kernel.name}`, `${node.unique.name}`, `${meta.rack}`,
+//! `${env["HOME"]}`). Nomad keeps the latter verbatim so the client can interpolate them later.
+//! Replacing each such reference with a variable holding its source text makes
+//! `"pre-${var.dc}-${node.unique.name}"` evaluate to `"pre-dc1-${node.unique.name}"`, inside
+//! templates, heredocs, function calls and lists alike.
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use hcl::eval::{Context, Evaluate};
+use hcl_edit::Span;
+use hcl_edit::expr::{Expression, TraversalOperator};
+use hcl_edit::visit_mut::{VisitMut, visit_expr_mut};
+
+/// Evaluates expressions of one job file.
+#[derive(Debug, Clone)]
+pub struct Evaluator<'src> {
+    src: &'src str,
+    ctx: Context<'static>,
+    bound: HashSet<String>,
+}
+
+/// An evaluation failure with the span of the expression that failed.
+#[derive(Debug, Clone)]
+pub struct EvalError {
+    /// Byte range in the source.
+    pub span: Option<Range<usize>>,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl<'src> Evaluator<'src> {
+    /// An evaluator over `src` with the function library registered and nothing bound.
+    pub fn new(src: &'src str) -> Self {
+        let mut ctx = Context::new();
+        crate::functions::register_all(&mut ctx);
+        Evaluator {
+            src,
+            ctx,
+            bound: HashSet::new(),
+        }
+    }
+
+    /// Binds a root name (`var`, `local`, an iterator) to a value.
+    pub fn bind(&mut self, name: &str, value: hcl::Value) {
+        self.bound.insert(name.to_string());
+        self.ctx.declare_var(name.to_string(), value);
+    }
+
+    /// Is this root name bound?
+    pub fn is_bound(&self, name: &str) -> bool {
+        self.bound.contains(name)
+    }
+
+    /// The whole source text.
+    pub fn source(&self) -> &'src str {
+        self.src
+    }
+
+    /// The source text of a span (empty when out of range).
+    pub fn slice(&self, span: &Range<usize>) -> &'src str {
+        self.src.get(span.clone()).unwrap_or("")
+    }
+
+    /// Evaluates to an HCL value.
+    pub fn eval_hcl(&self, expr: &Expression) -> Result<hcl::Value, EvalError> {
+        let mut e = expr.clone();
+        let mut rw = Rewriter {
+            ev: self,
+            scopes: Vec::new(),
+            runtime: Vec::new(),
+            error: None,
+        };
+        rw.visit_expr_mut(&mut e);
+        if let Some(err) = rw.error {
+            return Err(err);
+        }
+        let runtime = rw.runtime;
+        let converted: hcl::Expression = e.into();
+        let result = if runtime.is_empty() {
+            converted.evaluate(&self.ctx)
+        } else {
+            let mut ctx = self.ctx.clone();
+            for (name, text) in runtime {
+                ctx.declare_var(name, hcl::Value::String(text));
+            }
+            converted.evaluate(&ctx)
+        };
+        result.map_err(|e| EvalError {
+            span: expr.span(),
+            message: clean_message(&e.to_string()),
+        })
+    }
+
+    /// Evaluates to JSON.
+    pub fn eval(&self, expr: &Expression) -> Result<serde_json::Value, EvalError> {
+        let v = self.eval_hcl(expr)?;
+        Ok(hcl_to_json(v))
+    }
+}
+
+/// Converts an HCL value to JSON (integers stay integers).
+pub fn hcl_to_json(v: hcl::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        hcl::Value::Null => J::Null,
+        hcl::Value::Bool(b) => J::Bool(b),
+        hcl::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                J::from(i)
+            } else if let Some(u) = n.as_u64() {
+                J::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(J::Number)
+                    .unwrap_or(J::Null)
+            }
+        }
+        hcl::Value::String(s) => J::String(s),
+        hcl::Value::Array(a) => J::Array(a.into_iter().map(hcl_to_json).collect()),
+        hcl::Value::Object(o) => J::Object(o.into_iter().map(|(k, v)| (k, hcl_to_json(v))).collect()),
+    }
+}
+
+/// Converts JSON to an HCL value.
+pub fn json_to_hcl(v: &serde_json::Value) -> hcl::Value {
+    use serde_json::Value as J;
+    match v {
+        J::Null => hcl::Value::Null,
+        J::Bool(b) => hcl::Value::Bool(*b),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                hcl::Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                hcl::Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(hcl::Number::from_f64)
+                    .map(hcl::Value::Number)
+                    .unwrap_or(hcl::Value::Null)
+            }
+        }
+        J::String(s) => hcl::Value::String(s.clone()),
+        J::Array(a) => hcl::Value::Array(a.iter().map(json_to_hcl).collect()),
+        J::Object(o) => hcl::Value::Object(o.iter().map(|(k, v)| (k.clone(), json_to_hcl(v))).collect()),
+    }
+}
+
+fn clean_message(m: &str) -> String {
+    // hcl-rs appends the failing expression ("in expression `…`"); our diagnostics already point
+    // at the line, so keep the first line only, and name internal runtime variables plainly.
+    let first = m.lines().next().unwrap_or(m).trim();
+    let first = match first.find(" in expression `") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let first = first.strip_prefix("error calling function ").unwrap_or(first);
+    first.replace("__drover_rt_", "runtime reference ")
+}
+
+struct Rewriter<'a, 'src> {
+    ev: &'a Evaluator<'src>,
+    /// Names bound by enclosing `for` expressions (values unknown at rewrite time).
+    scopes: Vec<Vec<String>>,
+    runtime: Vec<(String, String)>,
+    error: Option<EvalError>,
+}
+
+impl Rewriter<'_, '_> {
+    fn bound(&self, name: &str) -> bool {
+        self.ev.is_bound(name) || self.scopes.iter().any(|s| s.iter().any(|n| n == name))
+    }
+
+    fn runtime_var(&mut self, text: String) -> Expression {
+        let name = format!("__drover_rt_{}", self.runtime.len());
+        self.runtime.push((name.clone(), format!("${{{text}}}")));
+        match hcl_edit::Ident::try_from(name) {
+            Ok(id) => Expression::Variable(id.into()),
+            // The name is built from ASCII letters, digits and underscores, so it is always a
+            // valid identifier; fall back to a literal rather than panicking.
+            Err(_) => Expression::Null(hcl_edit::expr::Null.into()),
+        }
+    }
+
+    fn text_of(&self, span: Option<Range<usize>>, fallback: &str) -> String {
+        match span {
+            Some(s) => {
+                let t = self.ev.slice(&s).trim();
+                if t.is_empty() {
+                    fallback.to_string()
+                } else {
+                    t.to_string()
+                }
+            }
+            None => fallback.to_string(),
+        }
+    }
+
+    /// try/can evaluated as special forms. Returns None when an argument depends on a `for`
+    /// iterator (then the plain fallback functions run inside hcl-rs).
+    fn special_form(&mut self, name: &str, args: &[Expression]) -> Option<Expression> {
+        if !self.scopes.is_empty() {
+            return None;
+        }
+        match name {
+            "can" => {
+                let ok = args.len() == 1 && self.ev.eval_hcl(&args[0]).is_ok();
+                Some(hcl::Expression::from(hcl::Value::Bool(ok)).into())
+            }
+            "try" => {
+                let mut last = None;
+                for a in args {
+                    match self.ev.eval_hcl(a) {
+                        Ok(v) => return Some(hcl::Expression::from(v).into()),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                self.error = Some(last.unwrap_or_else(|| EvalError {
+                    span: None,
+                    message: "try: needs at least one argument".into(),
+                }));
+                Some(Expression::Null(hcl_edit::expr::Null.into()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl VisitMut for Rewriter<'_, '_> {
+    fn visit_expr_mut(&mut self, node: &mut Expression) {
+        match node {
+            Expression::Variable(v) => {
+                let name = v.as_str().to_string();
+                if !self.bound(&name) {
+                    let text = self.text_of(v.span(), &name);
+                    *node = self.runtime_var(text);
+                }
+            }
+            Expression::Traversal(t) => {
+                if let Expression::Variable(root) = &t.expr
+                    && !self.bound(root.as_str())
+                {
+                    let fallback = fallback_traversal_text(root.as_str(), &t.operators);
+                    let text = self.text_of(t.span(), &fallback);
+                    *node = self.runtime_var(text);
+                    return;
+                }
+                visit_expr_mut(self, node);
+            }
+            Expression::ForExpr(f) => {
+                self.visit_expr_mut(&mut f.intro.collection_expr);
+                let mut names = vec![f.intro.value_var.as_str().to_string()];
+                if let Some(k) = &f.intro.key_var {
+                    names.push(k.as_str().to_string());
+                }
+                self.scopes.push(names);
+                if let Some(k) = &mut f.key_expr {
+                    self.visit_expr_mut(k);
+                }
+                self.visit_expr_mut(&mut f.value_expr);
+                if let Some(c) = &mut f.cond {
+                    self.visit_expr_mut(&mut c.expr);
+                }
+                self.scopes.pop();
+            }
+            Expression::FuncCall(fc) if fc.name.namespace.is_empty() => {
+                let name = fc.name.name.as_str().to_string();
+                if name == "try" || name == "can" {
+                    let args: Vec<Expression> = fc.args.iter().cloned().collect();
+                    if let Some(replacement) = self.special_form(&name, &args) {
+                        *node = replacement;
+                        return;
+                    }
+                }
+                visit_expr_mut(self, node);
+            }
+            _ => visit_expr_mut(self, node),
+        }
+    }
+}
+
+fn fallback_traversal_text(root: &str, ops: &[hcl_edit::Decorated<TraversalOperator>]) -> String {
+    let mut s = root.to_string();
+    for op in ops {
+        match op.value() {
+            TraversalOperator::GetAttr(id) => {
+                s.push('.');
+                s.push_str(id.as_str());
+            }
+            TraversalOperator::LegacyIndex(i) => {
+                s.push('.');
+                s.push_str(&i.to_string());
+            }
+            _ => s.push_str("[…]"),
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval_with(src: &str, vars: &[(&str, hcl::Value)]) -> Result<serde_json::Value, EvalError> {
+        let full = format!("x = {src}\n");
+        let body = hcl_edit::parser::parse_body(&full).expect("parses");
+        let attr = body.get_attribute("x").expect("attribute");
+        let mut ev = Evaluator::new(&full);
+        for (k, v) in vars {
+            ev.bind(k, v.clone());
+        }
+        ev.eval(&attr.value)
+    }
+
+    fn var(obj: &[(&str, &str)]) -> hcl::Value {
+        hcl::Value::Object(
+            obj.iter()
+                .map(|(k, v)| (k.to_string(), hcl::Value::from(*v)))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn runtime_references_pass_through() {
+        let v = eval_with(
+            r#""pre-${var.dc}-${node.unique.name}""#,
+            &[("var", var(&[("dc", "dc1")]))],
+        )
+        .unwrap();
+        assert_eq!(v, "pre-dc1-${node.unique.name}");
+        let v = eval_with(r#""${NOMAD_TASK_DIR}/bin""#, &[]).unwrap();
+        assert_eq!(v, "${NOMAD_TASK_DIR}/bin");
+        let v = eval_with(r#"["${attr.kernel.name}", meta.rack]"#, &[]).unwrap();
+        assert_eq!(v, serde_json::json!(["${attr.kernel.name}", "${meta.rack}"]));
+        let v = eval_with(r#""${env["HOME"]}""#, &[]).unwrap();
+        assert_eq!(v, "${env[\"HOME\"]}");
+        let v = eval_with(r#"upper("${NOMAD_ALLOC_ID}")"#, &[]).unwrap();
+        assert_eq!(v, "${NOMAD_ALLOC_ID}");
+    }
+
+    #[test]
+    fn escapes_and_heredocs() {
+        let v = eval_with(r#""$${literal}""#, &[]).unwrap();
+        assert_eq!(v, "${literal}");
+        let v = eval_with(
+            "<<-EOF\n    a ${var.dc}\n    b\n    EOF",
+            &[("var", var(&[("dc", "x")]))],
+        )
+        .unwrap();
+        assert_eq!(v, "a x\nb\n");
+    }
+
+    #[test]
+    fn for_expressions_bind_their_iterators() {
+        let v = eval_with(r#"[for s in ["a", "b"] : upper(s)]"#, &[]).unwrap();
+        assert_eq!(v, serde_json::json!(["A", "B"]));
+    }
+
+    #[test]
+    fn try_and_can_catch_errors() {
+        let vars = [("var", var(&[("a", "1")]))];
+        assert_eq!(
+            eval_with(r#"try(var.missing, "fallback")"#, &vars).unwrap(),
+            "fallback"
+        );
+        assert_eq!(eval_with(r#"can(var.missing)"#, &vars).unwrap(), false);
+        assert_eq!(eval_with(r#"can(var.a)"#, &vars).unwrap(), true);
+        assert!(eval_with(r#"try(var.missing)"#, &vars).is_err());
+    }
+
+    #[test]
+    fn errors_carry_spans() {
+        let e = eval_with(r#"var.nope"#, &[("var", var(&[]))]).unwrap_err();
+        assert_eq!(e.span, Some(4..12));
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Keeps DESIGN.md's dependency direction: the data model and the scheduler stay pure (no async
+# runtime, no network, no consensus), so they can be tested and benchmarked in isolation.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fail=0
+check() {
+  local crate=$1; shift
+  cargo metadata --format-version 1 >/dev/null 2>&1 || true
+  if ! cargo tree -p "$crate" -e normal --prefix none >/tmp/drover-deps.$$ 2>/dev/null; then
+    echo "skip: $crate is not in the workspace yet"; return
+  fi
+  for banned in "$@"; do
+    if grep -qE "^$banned v" /tmp/drover-deps.$$; then
+      echo "FAIL: $crate depends on $banned"; fail=1
+    fi
+  done
+  rm -f /tmp/drover-deps.$$
+  echo "ok: $crate has none of: $*"
+}
+check drover-types tokio openraft tonic axum hcl-rs bollard
+check drover-scheduler tokio openraft tonic axum bollard redb
+exit $fail
