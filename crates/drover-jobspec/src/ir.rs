@@ -161,7 +161,13 @@ fn expand_dynamic(
             .enumerate()
             .map(|(i, v)| (hcl::Value::from(i as u64), v))
             .collect(),
-        Ok(hcl::Value::Object(o)) => o.into_iter().map(|(k, v)| (hcl::Value::String(k), v)).collect(),
+        Ok(hcl::Value::Object(o)) => {
+            // Maps iterate in lexical key order, as in HCL's cty maps.
+            let mut items: Vec<(hcl::Value, hcl::Value)> =
+                o.into_iter().map(|(k, v)| (hcl::Value::String(k), v)).collect();
+            items.sort_by(|a, b| a.0.as_str().cmp(&b.0.as_str()));
+            items
+        }
         Ok(hcl::Value::Null) => Vec::new(),
         Ok(other) => {
             diags.push(sm.diag(
