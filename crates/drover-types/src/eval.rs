@@ -287,3 +287,66 @@ pub struct DeploymentStatusUpdate {
     pub status: String,
     pub status_description: String,
 }
+
+/// Cluster-wide scheduler settings (`/v1/operator/scheduler/configuration`), stored in Raft.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct SchedulerConfiguration {
+    /// `binpack` (default) or `spread`.
+    pub scheduler_algorithm: String,
+    pub preemption_config: PreemptionConfig,
+    pub memory_oversubscription_enabled: bool,
+    pub reject_job_registration: bool,
+    pub pause_eval_broker: bool,
+    pub create_index: u64,
+    pub modify_index: u64,
+}
+
+impl Default for SchedulerConfiguration {
+    fn default() -> Self {
+        SchedulerConfiguration {
+            scheduler_algorithm: "binpack".into(),
+            preemption_config: PreemptionConfig::default(),
+            memory_oversubscription_enabled: false,
+            reject_job_registration: false,
+            pause_eval_broker: false,
+            create_index: 0,
+            modify_index: 0,
+        }
+    }
+}
+
+impl SchedulerConfiguration {
+    /// Is preemption on for this job type?
+    pub fn preemption_enabled(&self, job_type: &str) -> bool {
+        let p = &self.preemption_config;
+        match job_type {
+            crate::job::job_type::SYSTEM => p.system_scheduler_enabled,
+            crate::job::job_type::SYSBATCH => p.sys_batch_scheduler_enabled,
+            crate::job::job_type::BATCH => p.batch_scheduler_enabled,
+            crate::job::job_type::SERVICE => p.service_scheduler_enabled,
+            _ => false,
+        }
+    }
+}
+
+/// Which schedulers may preempt lower-priority work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct PreemptionConfig {
+    pub system_scheduler_enabled: bool,
+    pub sys_batch_scheduler_enabled: bool,
+    pub batch_scheduler_enabled: bool,
+    pub service_scheduler_enabled: bool,
+}
+
+impl Default for PreemptionConfig {
+    fn default() -> Self {
+        PreemptionConfig {
+            system_scheduler_enabled: true,
+            sys_batch_scheduler_enabled: false,
+            batch_scheduler_enabled: false,
+            service_scheduler_enabled: false,
+        }
+    }
+}

@@ -31,7 +31,7 @@ pub mod time;
 pub mod validate;
 
 pub use alloc::{AllocListStub, AllocMetric, Allocation, TaskEvent, TaskState};
-pub use eval::{Deployment, Evaluation, Plan, PlanAnnotations, PlanResult};
+pub use eval::{Deployment, Evaluation, Plan, PlanAnnotations, PlanResult, SchedulerConfiguration};
 pub use job::{Job, Task, TaskGroup};
 pub use node::{Node, NodeListStub};
 pub use summary::{JobListStub, JobSummary};
