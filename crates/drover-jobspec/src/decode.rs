@@ -572,6 +572,18 @@ static ACTION: Schema = Schema {
     post: None,
 };
 
+static CSI_PLUGIN: Schema = Schema {
+    name: "csi_plugin",
+    fields: &[
+        f("id", "ID", K::Str),
+        f("type", "Type", K::Str),
+        f("mount_dir", "MountDir", K::Str),
+        f("stage_publish_base_dir", "StagePublishBaseDir", K::Str),
+        f("health_timeout", "HealthTimeout", K::Dur),
+    ],
+    post: None,
+};
+
 static TASK: Schema = Schema {
     name: "task",
     fields: &[
@@ -598,7 +610,7 @@ static TASK: Schema = Schema {
         f("identity", "_identities", K::Many(&IDENTITY)),
         f("volume_mount", "VolumeMounts", K::Many(&VOLUME_MOUNT)),
         f("dispatch_payload", "DispatchPayload", K::One(&DISPATCH_PAYLOAD)),
-        f("csi_plugin", "CSIPluginConfig", K::Generic),
+        f("csi_plugin", "CSIPluginConfig", K::One(&CSI_PLUGIN)),
         f("kind", "Kind", K::Str),
         f("action", "Actions", K::Labeled(&ACTION, "Name")),
         f("scaling", "_scaling", K::Labeled(&SCALING, "_label")),

@@ -243,6 +243,18 @@ impl Rewriter<'_, '_> {
 }
 
 impl VisitMut for Rewriter<'_, '_> {
+    fn visit_for_template_expr_mut(&mut self, node: &mut hcl_edit::template::ForTemplateExpr) {
+        // `%{ for k, v in coll }`: the iterator names are bound inside the loop body.
+        self.visit_expr_mut(&mut node.collection_expr);
+        let mut names = vec![node.value_var.as_str().to_string()];
+        if let Some(k) = &node.key_var {
+            names.push(k.as_str().to_string());
+        }
+        self.scopes.push(names);
+        self.visit_template_mut(&mut node.template);
+        self.scopes.pop();
+    }
+
     fn visit_expr_mut(&mut self, node: &mut Expression) {
         match node {
             Expression::Variable(v) => {

@@ -174,7 +174,58 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
+/// Rewrites every indented heredoc (`<<-EOT`) into a plain one with the common indentation of
+/// its lines removed, before parsing. HCL defines `<<-` on the raw lines, so doing it on the
+/// text keeps `%{ … }` directive bodies dedented too; line numbers are unchanged.
+fn dedent_heredocs(src: &str) -> std::borrow::Cow<'_, str> {
+    if !src.contains("<<-") {
+        return std::borrow::Cow::Borrowed(src);
+    }
+    let lines: Vec<&str> = src.split_inclusive('\n').collect();
+    let mut out = String::with_capacity(src.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        let opener = line.find("<<-").and_then(|at| {
+            let rest = line[at + 3..].trim_end();
+            let ident_ok = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            ident_ok.then(|| (at, rest.to_string()))
+        });
+        let Some((at, ident)) = opener else {
+            out.push_str(line);
+            i += 1;
+            continue;
+        };
+        let close = (i + 1..lines.len()).find(|&j| lines[j].trim() == ident);
+        let Some(close) = close else {
+            out.push_str(line);
+            i += 1;
+            continue;
+        };
+        let body = &lines[i + 1..close];
+        let indent = body
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.len() - l.trim_start_matches([' ', '\t']).len())
+            .min()
+            .unwrap_or(0);
+        out.push_str(&line[..at]);
+        out.push_str("<<");
+        out.push_str(&line[at + 3..]);
+        for l in body {
+            let ws = l.len() - l.trim_start_matches([' ', '\t']).len();
+            out.push_str(&l[ws.min(indent)..]);
+        }
+        let closing = lines[close];
+        out.push_str(closing.trim_start());
+        i = close + 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn hcl_job(name: &str, src: &str, opts: &ParseOptions) -> Result<Value, JobspecError> {
+    let dedented = dedent_heredocs(src);
+    let src = dedented.as_ref();
     let body = hcl_edit::parser::parse_body(src)
         .map_err(|e| JobspecError::Parse(vec![parse_error_diag(name, &e)]))?;
     let sm = SourceMap::new(name, src);

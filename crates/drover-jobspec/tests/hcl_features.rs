@@ -233,9 +233,7 @@ job "j" {{
 
 #[test]
 fn heredocs_and_templates() {
-    let src = format!(
-        "job \"j\" {{\n  group \"g\" {{\n    task \"t\" {{\n      driver = \"raw_exec\"\n      config {{ command = \"x\" }}\n      template {{\n        destination = \"local/a\"\n        data = <<-EOT\n          port={{{{ env \"NOMAD_PORT_http\" }}}}\n          dir=${{NOMAD_TASK_DIR}}\n          EOT\n      }}\n    }}\n  }}\n}}\n"
-    );
+    let src = "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"raw_exec\"\n      config { command = \"x\" }\n      template {\n        destination = \"local/a\"\n        data = <<-EOT\n          port={{ env \"NOMAD_PORT_http\" }}\n          dir=${NOMAD_TASK_DIR}\n          EOT\n      }\n    }\n  }\n}\n".to_string();
     let job = parse(&src).job;
     assert_eq!(
         job.task_groups[0].tasks[0].templates[0].embedded_tmpl,

@@ -1,0 +1,445 @@
+//! The generic scheduler: service and batch jobs.
+//!
+//! ```text
+//!  process(eval)
+//!    └─ up to 5 (service) / 2 (batch) passes, each on the freshest state:
+//!         job, deployment, allocs ──▶ reconcile (what to stop, keep, update, place)
+//!           in-place updates checked on their node; destructive ones and placements go
+//!           through the stack (feasibility → fit → scores), preemption as a second try
+//!         ──▶ Plan ──▶ Planner::submit_plan ──▶ refreshed state? another pass : done
+//!    └─ failed placements → FailedTGAllocs + a blocked eval (with class eligibility)
+//!    └─ eval updated: complete (or failed after too many attempts), annotations, queued counts
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use drover_types::alloc::{
+    AllocDeploymentStatus, AllocMetric, RescheduleEvent, RescheduleTracker, client_status, desired_status,
+};
+use drover_types::eval::{DesiredUpdates, PlanAnnotations, eval_status};
+use drover_types::job::TaskGroup;
+use drover_types::{Allocation, Evaluation, Job, Plan};
+
+use crate::reconcile::{self, PlacementRequest, ReconcileInput, UpdateType};
+use crate::rng::Rng;
+use crate::stack::{SelectOptions, Stack};
+use crate::state::{Planner, SchedulerError, State};
+use crate::util;
+use crate::Env;
+
+/// Triggers the generic scheduler accepts (everything but `scheduled`).
+const TRIGGERS: &[&str] = &[
+    "job-register",
+    "job-deregister",
+    "periodic-job",
+    "node-drain",
+    "node-update",
+    "alloc-stop",
+    "rolling-update",
+    "deployment-watcher",
+    "failed-follow-up",
+    "max-plan-attempts",
+    "alloc-failure",
+    "queued-allocs",
+    "preemption",
+    "job-scaling",
+    "max-disconnect-timeout",
+    "reconnect",
+    "alloc-reschedule",
+];
+
+/// Runs the generic scheduler for one evaluation.
+pub fn process(
+    state: Arc<dyn State + Send + Sync>,
+    planner: &mut dyn Planner,
+    eval: &Evaluation,
+    batch: bool,
+    env: &mut Env<'_>,
+) -> Result<(), SchedulerError> {
+    if !TRIGGERS.contains(&eval.triggered_by.as_str()) {
+        let mut e = eval.clone();
+        e.status = eval_status::FAILED.into();
+        e.status_description = format!("scheduler cannot handle '{}' evaluation reason", eval.triggered_by);
+        return planner.update_eval(e);
+    }
+    let limit = if batch { 2 } else { 5 };
+    let mut run = Run {
+        eval,
+        batch,
+        state,
+        failed: BTreeMap::new(),
+        queued: BTreeMap::new(),
+        blocked: None,
+        followups: Vec::new(),
+        annotations: None,
+        deployment_id: String::new(),
+        class_eligibility: BTreeMap::new(),
+        escaped: false,
+    };
+    let mut attempts = 0;
+    let mut done = false;
+    while attempts < limit {
+        let (finished, progress) = run.pass(planner, env)?;
+        if finished {
+            done = true;
+            break;
+        }
+        if progress {
+            attempts = 0;
+        } else {
+            attempts += 1;
+        }
+    }
+    let mut final_eval = eval.clone();
+    final_eval.modify_time = env.now;
+    final_eval.snapshot_index = run.state.latest_index();
+    if !done {
+        // Too many rejected plans: leave a blocked eval so the work is not lost.
+        let blocked = run.new_eval(env, "max-plan-attempts", eval_status::BLOCKED, "created due to placement conflicts");
+        planner.create_eval(blocked.clone())?;
+        final_eval.status = eval_status::FAILED.into();
+        final_eval.status_description = format!("maximum attempts reached ({limit})");
+        final_eval.blocked_eval = blocked.id;
+        return planner.update_eval(final_eval);
+    }
+    if eval.status == eval_status::BLOCKED && !run.failed.is_empty() {
+        let mut re = eval.clone();
+        re.class_eligibility = run.class_eligibility.clone();
+        re.escaped_computed_class = run.escaped;
+        re.queued_allocations = run.queued.clone();
+        re.failed_tg_allocs = run.failed.clone();
+        return planner.reblock_eval(re);
+    }
+    final_eval.status = eval_status::COMPLETE.into();
+    final_eval.status_description = String::new();
+    final_eval.failed_tg_allocs = run.failed;
+    final_eval.queued_allocations = run.queued;
+    final_eval.plan_annotations = run.annotations;
+    final_eval.deployment_id = run.deployment_id;
+    if let Some(b) = run.blocked {
+        final_eval.blocked_eval = b;
+    }
+    if let Some(last) = run.followups.last() {
+        final_eval.next_eval = last.clone();
+    }
+    planner.update_eval(final_eval)
+}
+
+struct Run<'e> {
+    eval: &'e Evaluation,
+    batch: bool,
+    state: Arc<dyn State + Send + Sync>,
+    failed: BTreeMap<String, AllocMetric>,
+    queued: BTreeMap<String, i64>,
+    blocked: Option<String>,
+    followups: Vec<String>,
+    annotations: Option<PlanAnnotations>,
+    deployment_id: String,
+    class_eligibility: BTreeMap<String, bool>,
+    escaped: bool,
+}
+
+impl Run<'_> {
+    fn new_eval(&self, env: &mut Env<'_>, trigger: &str, status: &str, description: &str) -> Evaluation {
+        let job = self.state.job(&self.eval.namespace, &self.eval.job_id);
+        Evaluation {
+            id: (env.ids)(),
+            namespace: self.eval.namespace.clone(),
+            priority: self.eval.priority,
+            eval_type: self.eval.eval_type.clone(),
+            triggered_by: trigger.into(),
+            job_id: self.eval.job_id.clone(),
+            job_modify_index: job.map(|j| j.job_modify_index).unwrap_or(self.eval.job_modify_index),
+            status: status.into(),
+            status_description: description.into(),
+            previous_eval: self.eval.id.clone(),
+            class_eligibility: self.class_eligibility.clone(),
+            escaped_computed_class: self.escaped,
+            create_time: env.now,
+            modify_time: env.now,
+            ..Default::default()
+        }
+    }
+
+    /// One pass. Returns (done, progress made).
+    fn pass(&mut self, planner: &mut dyn Planner, env: &mut Env<'_>) -> Result<(bool, bool), SchedulerError> {
+        let state = self.state.clone();
+        let eval = self.eval;
+        let job = state.job(&eval.namespace, &eval.job_id);
+        let config = state.scheduler_config();
+        let mut plan = Plan {
+            eval_id: eval.id.clone(),
+            priority: eval.priority,
+            all_at_once: job.as_ref().is_some_and(|j| j.all_at_once),
+            job: job.clone(),
+            snapshot_index: state.latest_index(),
+            ..Default::default()
+        };
+        let deployment = if self.batch {
+            None
+        } else {
+            state.latest_deployment(&eval.namespace, &eval.job_id).map(|d| (*d).clone())
+        };
+        let allocs = state.allocs_by_job(&eval.namespace, &eval.job_id);
+        let tainted = reconcile::tainted_nodes(&allocs, &|id| state.node(id));
+
+        let stack_job = job.clone().unwrap_or_else(|| Arc::new(Job { id: eval.job_id.clone(), ..Default::default() }));
+        let mut stack = Stack::new(stack_job.clone(), &config, self.batch, Rng::for_eval(&eval.id, state.latest_index()));
+        let (nodes, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
+        stack.set_nodes(nodes, true);
+
+        // In-place vs destructive, checked on the allocation's own node (§7.4).
+        let mut inplace_stack = Stack::new(stack_job.clone(), &config, self.batch, Rng::for_eval(&eval.id, state.latest_index()));
+        let mut update_fn = |existing: &Allocation, new_job: &Job, tg: &TaskGroup| -> UpdateType {
+            let old_job = match &existing.job {
+                Some(j) => j.clone(),
+                None => return UpdateType::Destructive,
+            };
+            if old_job.job_modify_index == new_job.job_modify_index {
+                return UpdateType::Ignore;
+            }
+            if util::tasks_updated(new_job, &old_job, &tg.name) {
+                return UpdateType::Destructive;
+            }
+            if existing.terminal() {
+                return UpdateType::Ignore;
+            }
+            let Some(node) = state.node(&existing.node_id) else { return UpdateType::Destructive };
+            if !crate::feasible::datacenter_matches(&new_job.datacenters, &node.datacenter)
+                || !crate::feasible::node_pool_matches(&new_job.node_pool, &node.node_pool)
+            {
+                return UpdateType::Destructive;
+            }
+            // Stage the stop of the existing alloc so its own resources do not count against it.
+            let mut staged = Plan::default();
+            util::plan_stop(&mut staged, existing, "", None, None);
+            let (option, _) = inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
+            if option.is_none() {
+                return UpdateType::Destructive;
+            }
+            let mut updated = existing.clone();
+            updated.job = Some(Arc::new(new_job.clone()));
+            UpdateType::InPlace(updated)
+        };
+        let mut ids = || (env.ids)();
+        let results = reconcile::reconcile(ReconcileInput {
+            job: job.clone().filter(|j| !j.stop),
+            job_id: eval.job_id.clone(),
+            namespace: eval.namespace.clone(),
+            batch: self.batch,
+            eval_id: eval.id.clone(),
+            eval_priority: eval.priority,
+            deployment: deployment.clone(),
+            existing: allocs.clone(),
+            tainted,
+            now: env.now,
+            update_fn: &mut update_fn,
+            id_gen: &mut ids,
+        });
+
+        plan.deployment = results.deployment.clone();
+        plan.deployment_updates = results.deployment_updates.clone();
+        let deployment_id = results
+            .deployment
+            .as_ref()
+            .map(|d| d.id.clone())
+            .or_else(|| deployment.as_ref().filter(|d| crate::harness::deployment_active(d)).map(|d| d.id.clone()))
+            .unwrap_or_default();
+        if !self.batch {
+            self.deployment_id = deployment_id.clone();
+        }
+        for s in &results.stop {
+            util::plan_stop(&mut plan, &s.alloc, &s.description, s.client_status.as_deref(), s.followup_eval_id.as_deref());
+        }
+        for (_, a) in results.disconnect_updates.iter().chain(results.reconnect_updates.iter()) {
+            util::plan_alloc(&mut plan, a.clone());
+        }
+        for a in &results.inplace_update {
+            let mut a = a.clone();
+            if !deployment_id.is_empty() {
+                a.deployment_id = deployment_id.clone();
+            }
+            a.modify_time = env.now;
+            util::plan_alloc(&mut plan, a);
+        }
+        for a in results.attribute_updates.values() {
+            util::plan_alloc(&mut plan, a.clone());
+        }
+
+        let mut desired = results.desired_tg_updates.clone();
+        let mut new_ids: HashSet<String> = HashSet::new();
+        if let Some(job) = job.as_ref().filter(|j| !j.stop) {
+            let work: Vec<(&PlacementRequest, bool)> = results
+                .destructive_update
+                .iter()
+                .map(|p| (p, true))
+                .chain(results.place.iter().map(|p| (p, false)))
+                .collect();
+            let preempt_allowed = config.preemption_enabled(&job.job_type);
+            let mut failed_groups: HashSet<String> = self.failed.keys().cloned().collect();
+            for (p, destructive) in work {
+                let Some(tg) = job.group(&p.task_group) else { continue };
+                *self.queued.entry(tg.name.clone()).or_default() += 1;
+                if failed_groups.contains(&tg.name) {
+                    if let Some(m) = self.failed.get_mut(&tg.name) {
+                        m.coalesced_failures += 1;
+                    }
+                    continue;
+                }
+                let mut opts = SelectOptions { alloc_name: p.name.clone(), ..Default::default() };
+                if let Some(prev) = &p.previous_alloc {
+                    if p.reschedule {
+                        opts.penalty_nodes.insert(prev.node_id.clone());
+                        if let Some(t) = &prev.reschedule_tracker {
+                            opts.penalty_nodes.extend(t.events.iter().map(|e| e.prev_node_id.clone()));
+                        }
+                    }
+                    let sticky = tg.ephemeral_disk.as_ref().is_some_and(|d| d.sticky || d.migrate);
+                    if sticky
+                        && let Some(n) = state.node(&prev.node_id)
+                        && n.ready()
+                    {
+                        opts.preferred_nodes.push(n);
+                    }
+                    if destructive {
+                        util::plan_stop(&mut plan, prev, "alloc is being updated due to job update", None, None);
+                    }
+                }
+                let (mut option, mut metrics) = stack.select(state.as_ref(), &plan, tg, &opts);
+                if option.is_none() && preempt_allowed {
+                    opts.preempt = true;
+                    let (o, m) = stack.select(state.as_ref(), &plan, tg, &opts);
+                    option = o;
+                    metrics = m;
+                }
+                metrics.nodes_in_pool = in_pool;
+                metrics.node_pool = job.node_pool.clone();
+                metrics.nodes_available = by_dc.clone();
+                let Some(option) = option else {
+                    failed_groups.insert(tg.name.clone());
+                    self.failed.insert(tg.name.clone(), metrics);
+                    if destructive && let Some(prev) = &p.previous_alloc {
+                        util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
+                    }
+                    continue;
+                };
+                let id = (env.ids)();
+                let mut alloc = Allocation {
+                    id: id.clone(),
+                    namespace: job.namespace.clone(),
+                    eval_id: eval.id.clone(),
+                    name: p.name.clone(),
+                    node_id: option.node.id.clone(),
+                    node_name: option.node.name.clone(),
+                    job_id: job.id.clone(),
+                    job: Some(job.clone()),
+                    task_group: tg.name.clone(),
+                    allocated_resources: Some(option.resources.clone()),
+                    metrics: Some(metrics),
+                    desired_status: desired_status::RUN.into(),
+                    client_status: client_status::PENDING.into(),
+                    create_time: env.now,
+                    modify_time: env.now,
+                    ..Default::default()
+                };
+                if !self.batch && !deployment_id.is_empty() {
+                    alloc.deployment_id = deployment_id.clone();
+                }
+                if p.canary {
+                    alloc.deployment_status = Some(AllocDeploymentStatus { canary: true, ..Default::default() });
+                }
+                if let Some(prev) = &p.previous_alloc {
+                    alloc.previous_allocation = prev.id.clone();
+                    if p.reschedule {
+                        alloc.reschedule_tracker = Some(reschedule_tracker(prev, tg, env.now));
+                    }
+                }
+                if !option.preempted.is_empty() {
+                    alloc.preempted_allocations = option.preempted.iter().map(|v| v.id.clone()).collect();
+                    for v in &option.preempted {
+                        util::plan_preempt(&mut plan, v, &id);
+                    }
+                    desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
+                }
+                new_ids.insert(id);
+                util::plan_alloc(&mut plan, alloc);
+            }
+            self.class_eligibility = stack.class_eligibility.clone();
+            self.escaped = stack.escaped;
+        }
+
+        // Failed placements leave a blocked eval (once per evaluation).
+        if !self.failed.is_empty() && eval.status != eval_status::BLOCKED && self.blocked.is_none() {
+            let b = self.new_eval(env, "queued-allocs", eval_status::BLOCKED, "created to place remaining allocations");
+            self.blocked = Some(b.id.clone());
+            planner.create_eval(b)?;
+        }
+        // Follow-up evals for delayed reschedules.
+        for evals in results.desired_followup_evals.values() {
+            for e in evals {
+                let mut e = e.clone();
+                e.previous_eval = eval.id.clone();
+                self.followups.push(e.id.clone());
+                planner.create_eval(e)?;
+            }
+        }
+
+        let preempted_stubs = plan.node_preemptions.values().flatten().map(|a| a.stub(false, false)).collect();
+        self.annotations = Some(PlanAnnotations { desired_tg_updates: desired.clone(), preempted_allocs: preempted_stubs });
+        if eval.annotate_plan {
+            plan.annotations = self.annotations.clone();
+        }
+        if plan.is_no_op() && !eval.annotate_plan {
+            return Ok((true, false));
+        }
+        let submitted = planner.submit_plan(plan.clone())?;
+        let progress = !submitted.result.node_update.is_empty()
+            || !submitted.result.node_allocation.is_empty()
+            || submitted.result.deployment.is_some()
+            || !submitted.result.deployment_updates.is_empty();
+        // Queued: placements that became new allocations are no longer queued.
+        for a in submitted.result.node_allocation.values().flatten() {
+            if new_ids.contains(&a.id)
+                && let Some(q) = self.queued.get_mut(&a.task_group)
+            {
+                *q = (*q - 1).max(0);
+            }
+        }
+        if let Some(fresh) = submitted.refreshed {
+            self.state = fresh;
+            self.queued.clear();
+            self.failed.clear();
+            return Ok((false, progress));
+        }
+        let full = plan.node_allocation.iter().all(|(n, v)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(v.len()));
+        if !full {
+            return Err(SchedulerError::PartialCommitWithoutRefresh);
+        }
+        Ok((true, progress))
+    }
+}
+
+fn reschedule_tracker(prev: &Allocation, tg: &TaskGroup, now: i64) -> RescheduleTracker {
+    let policy = tg.reschedule_policy.clone().unwrap_or_default();
+    let mut events: Vec<RescheduleEvent> = prev.reschedule_tracker.as_ref().map(|t| t.events.clone()).unwrap_or_default();
+    if policy.attempts() > 0 {
+        let window = policy.interval();
+        events.retain(|e| now - e.reschedule_time <= window);
+    } else if events.len() > 5 {
+        let skip = events.len() - 5;
+        events.drain(..skip);
+    }
+    events.push(RescheduleEvent {
+        reschedule_time: now,
+        prev_alloc_id: prev.id.clone(),
+        prev_node_id: prev.node_id.clone(),
+        delay: reconcile::next_delay(prev, &policy, now),
+    });
+    RescheduleTracker { events, last_reschedule: "ok".into() }
+}
+
+/// Per-group counts of desired updates (for tests and `job plan`).
+pub fn annotations_of(eval: &Evaluation) -> BTreeMap<String, DesiredUpdates> {
+    eval.plan_annotations.as_ref().map(|a| a.desired_tg_updates.clone()).unwrap_or_default()
+}

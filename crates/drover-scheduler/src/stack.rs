@@ -1,0 +1,731 @@
+//! The node-selection stack: which node gets the next allocation of a group, and why.
+//!
+//! ```text
+//!  candidate nodes (ready, in the job's datacenters and pool; shuffled once per evaluation)
+//!    │  scanned from where the previous placement stopped (cheap load spreading)
+//!    ▼
+//!  feasibility ── job constraints ─┐ cached per computed node class, unless a constraint
+//!    │            drivers, group + ├ names a unique.* property ("escapes" the class)
+//!    │            task constraints,│
+//!    │            devices, network ┘
+//!    │            host volumes, distinct_hosts, distinct_property   (never cached)
+//!    ▼
+//!  ranking ── ports, devices, cores assigned; the shared fit check (crate::fit::allocs_fit);
+//!    │        preemption when enabled and nothing fits; scores appended (crate::rank)
+//!    ▼
+//!  limit (2 for batch, max(2, ⌈log₂ N⌉) for service, max(count, 100) with spreads/affinities;
+//!    │    up to 3 options scoring ≤ 0 are set aside) ──▶ max final score wins
+//!    ▼
+//!  RankedNode + AllocMetric (every node evaluated, filtered by what, exhausted on which
+//!  dimension, the top 5 scores with each scorer's share)
+//! ```
+//!
+//! Guarantees: the same inputs and seed give the same choice; a placement never exceeds a
+//! node's capacity in any dimension as judged by the same fit check the plan applier runs;
+//! per placement the work is proportional to the nodes examined (≈ the limit when most nodes
+//! are feasible), not to the cluster size.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use drover_types::alloc::{
+    AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources, AllocatedSharedResources,
+    AllocatedTaskResources, NodeScoreMeta,
+};
+use drover_types::job::{Affinity, Constraint, Job, TaskGroup};
+use drover_types::{Allocation, Node, Plan, SchedulerConfiguration};
+
+use crate::feasible::{self, ConstraintChecker};
+use crate::fit::{self, Comparable, DeviceAllocator, NetworkIndex};
+use crate::rank::{self, SpreadCounts};
+use crate::rng::Rng;
+use crate::state::State;
+
+/// How many options scoring ≤ 0 the limit iterator sets aside before accepting them.
+const MAX_SKIP: usize = 3;
+/// Node limit when spreads or affinities are present (Nomad's `node_limit_for_feasibility_checks`).
+const AFFINITY_SPREAD_LIMIT: usize = 100;
+/// Top scores kept in the metrics.
+const TOP_K: usize = 5;
+
+/// Per-placement inputs.
+#[derive(Debug, Default, Clone)]
+pub struct SelectOptions {
+    /// Nodes that ran the allocation being replaced (a -1 score each).
+    pub penalty_nodes: HashSet<String>,
+    /// Nodes to try first (sticky/migrating ephemeral disk).
+    pub preferred_nodes: Vec<Arc<Node>>,
+    /// The name the allocation will get.
+    pub alloc_name: String,
+    /// Allow evicting lower-priority allocations.
+    pub preempt: bool,
+}
+
+/// A chosen node with the resources granted on it.
+#[derive(Debug, Clone)]
+pub struct RankedNode {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Each scorer that applied, with its normalised score.
+    pub scores: Vec<(&'static str, f64)>,
+    /// Mean of `scores`.
+    pub final_score: f64,
+    /// The grant.
+    pub resources: AllocatedResources,
+    /// Allocations to evict.
+    pub preempted: Vec<Arc<Allocation>>,
+}
+
+/// Selection state for one evaluation.
+#[derive(Debug)]
+pub struct Stack {
+    job: Arc<Job>,
+    batch: bool,
+    spread_algorithm: bool,
+    oversubscription: bool,
+    nodes: Vec<Arc<Node>>,
+    offset: usize,
+    base_limit: usize,
+    checker: ConstraintChecker,
+    classes: HashMap<String, String>,
+    job_eligibility: HashMap<String, bool>,
+    group_eligibility: HashMap<(String, String), bool>,
+    job_escapes: bool,
+    pub(crate) rng: Rng,
+    attr_cache: HashMap<(String, String), Option<String>>,
+    /// Class → eligible, for blocked evaluations (`ClassEligibility`).
+    pub class_eligibility: BTreeMap<String, bool>,
+    /// Some constraint escaped class caching.
+    pub escaped: bool,
+}
+
+impl Stack {
+    /// A stack for `job`, seeded for this evaluation.
+    pub fn new(job: Arc<Job>, config: &SchedulerConfiguration, batch: bool, rng: Rng) -> Self {
+        let job_escapes = feasible::escapes_class(&job.constraints);
+        Stack {
+            job,
+            batch,
+            spread_algorithm: config.scheduler_algorithm == "spread",
+            oversubscription: config.memory_oversubscription_enabled,
+            nodes: Vec::new(),
+            offset: 0,
+            base_limit: 2,
+            checker: ConstraintChecker::new(),
+            classes: HashMap::new(),
+            job_eligibility: HashMap::new(),
+            group_eligibility: HashMap::new(),
+            job_escapes,
+            rng,
+            attr_cache: HashMap::new(),
+            class_eligibility: BTreeMap::new(),
+            escaped: job_escapes,
+        }
+    }
+
+    /// Sets the candidates (shuffled with the evaluation's seed) and the base limit.
+    pub fn set_nodes(&mut self, mut nodes: Vec<Arc<Node>>, shuffle: bool) {
+        if shuffle {
+            self.rng.shuffle(&mut nodes);
+        }
+        let n = nodes.len().max(1);
+        self.base_limit = if self.batch { 2 } else { (usize::BITS - (n - 1).leading_zeros()).max(2) as usize };
+        self.nodes = nodes;
+        self.offset = 0;
+    }
+
+    /// The candidate count.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    fn class_of(&mut self, node: &Node) -> String {
+        if !node.computed_class.is_empty() {
+            return node.computed_class.clone();
+        }
+        self.classes.entry(node.id.clone()).or_insert_with(|| feasible::computed_class(node)).clone()
+    }
+
+    fn limit_for(&self, tg: &TaskGroup) -> usize {
+        let has_aff = !self.job.affinities.is_empty()
+            || !tg.affinities.is_empty()
+            || tg.tasks.iter().any(|t| !t.affinities.is_empty())
+            || !self.job.spreads.is_empty()
+            || !tg.spreads.is_empty();
+        if has_aff { (tg.count.max(0) as usize).max(AFFINITY_SPREAD_LIMIT) } else { self.base_limit }
+    }
+
+    /// Picks a node for one allocation of `tg`.
+    pub fn select(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        opts: &SelectOptions,
+    ) -> (Option<RankedNode>, AllocMetric) {
+        let mut metrics = AllocMetric::default();
+        let spreads = self.spread_context(state, plan, tg);
+        if !opts.preferred_nodes.is_empty() {
+            let preferred = opts.preferred_nodes.clone();
+            let found = self.scan(state, plan, tg, opts, &preferred, 0, preferred.len(), usize::MAX, &spreads, &mut metrics);
+            if found.is_some() {
+                return (found, metrics);
+            }
+        }
+        let limit = self.limit_for(tg);
+        let nodes = std::mem::take(&mut self.nodes);
+        let start = self.offset;
+        let (found, examined) = {
+            let mut examined = 0;
+            let found = self.scan_counting(state, plan, tg, opts, &nodes, start, limit, &spreads, &mut metrics, &mut examined);
+            (found, examined)
+        };
+        if !nodes.is_empty() {
+            self.offset = (start + examined) % nodes.len();
+        }
+        self.nodes = nodes;
+        (found, metrics)
+    }
+
+    /// Ranks exactly one node (system scheduler): feasibility + fit + score, no limit.
+    pub fn select_on(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        node: Arc<Node>,
+        opts: &SelectOptions,
+    ) -> (Option<RankedNode>, AllocMetric) {
+        let mut metrics = AllocMetric::default();
+        let spreads = self.spread_context(state, plan, tg);
+        let one = [node];
+        let found = self.scan(state, plan, tg, opts, &one, 0, 1, 1, &spreads, &mut metrics);
+        (found, metrics)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        opts: &SelectOptions,
+        nodes: &[Arc<Node>],
+        start: usize,
+        max_examine: usize,
+        limit: usize,
+        spreads: &[SpreadCtx],
+        metrics: &mut AllocMetric,
+    ) -> Option<RankedNode> {
+        let mut examined = 0;
+        let _ = max_examine;
+        self.scan_counting(state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut examined)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_counting(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        opts: &SelectOptions,
+        nodes: &[Arc<Node>],
+        start: usize,
+        limit: usize,
+        spreads: &[SpreadCtx],
+        metrics: &mut AllocMetric,
+        examined: &mut usize,
+    ) -> Option<RankedNode> {
+        let n = nodes.len();
+        let mut options: Vec<RankedNode> = Vec::new();
+        let mut set_aside: Vec<RankedNode> = Vec::new();
+        let mut i = 0;
+        while i < n && options.len() < limit {
+            let node = &nodes[(start + i) % n];
+            i += 1;
+            metrics.nodes_evaluated += 1;
+            if !self.feasible(node, tg, metrics) {
+                continue;
+            }
+            let Some(ranked) = self.rank(state, plan, tg, node, opts, spreads, metrics) else { continue };
+            if ranked.final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
+                set_aside.push(ranked);
+            } else {
+                options.push(ranked);
+            }
+        }
+        *examined = i;
+        while options.len() < limit && !set_aside.is_empty() {
+            options.push(set_aside.remove(0));
+        }
+        record_scores(metrics, &options);
+        let mut best: Option<RankedNode> = None;
+        for o in options {
+            if best.as_ref().is_none_or(|b| o.final_score > b.final_score) {
+                best = Some(o);
+            }
+        }
+        best
+    }
+
+    fn filter(&mut self, node: &Node, class: &str, reason: String, metrics: &mut AllocMetric) {
+        metrics.nodes_filtered += 1;
+        if !class.is_empty() {
+            *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+        }
+        *metrics.constraint_filtered.entry(reason).or_default() += 1;
+        let _ = node;
+    }
+
+    /// Feasibility with class caching (see the module docs).
+    fn feasible(&mut self, node: &Node, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
+        let class = self.class_of(node);
+        // Job-level constraints.
+        let cached = if self.job_escapes { None } else { self.job_eligibility.get(&class).copied() };
+        match cached {
+            Some(false) => {
+                metrics.nodes_filtered += 1;
+                *metrics.class_filtered.entry(class.clone()).or_default() += 1;
+                return false;
+            }
+            Some(true) => {}
+            None => {
+                let job = self.job.clone();
+                for c in job.constraints.iter().filter(|c| !is_distinct(c)) {
+                    if !self.checker.check(node, c) {
+                        if !self.job_escapes {
+                            self.job_eligibility.insert(class.clone(), false);
+                            self.class_eligibility.insert(class.clone(), false);
+                        }
+                        self.filter(node, &class, c.to_string(), metrics);
+                        return false;
+                    }
+                }
+                if !self.job_escapes {
+                    self.job_eligibility.insert(class.clone(), true);
+                }
+            }
+        }
+        // Group-level checks.
+        let group_constraints: Vec<&Constraint> = tg
+            .constraints
+            .iter()
+            .chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
+            .filter(|c| !is_distinct(c))
+            .collect();
+        let escapes = feasible::escapes_class(&group_constraints.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
+        if escapes {
+            self.escaped = true;
+        }
+        let key = (tg.name.clone(), class.clone());
+        let cached = if escapes { None } else { self.group_eligibility.get(&key).copied() };
+        match cached {
+            Some(false) => {
+                metrics.nodes_filtered += 1;
+                *metrics.class_filtered.entry(class.clone()).or_default() += 1;
+                return false;
+            }
+            Some(true) => {}
+            None => {
+                let reason = self.group_check(node, tg, &group_constraints);
+                let ok = reason.is_none();
+                if !escapes {
+                    self.group_eligibility.insert(key, ok);
+                    let e = self.class_eligibility.entry(class.clone()).or_insert(ok);
+                    *e = *e || ok;
+                }
+                if let Some(reason) = reason {
+                    self.filter(node, &class, reason, metrics);
+                    return false;
+                }
+            }
+        }
+        // Availability (never cached).
+        if !feasible::host_volumes_ok(node, tg) {
+            self.filter(node, &class, "missing compatible host volumes".into(), metrics);
+            return false;
+        }
+        true
+    }
+
+    fn group_check(&mut self, node: &Node, tg: &TaskGroup, constraints: &[&Constraint]) -> Option<String> {
+        if let Err(driver) = feasible::drivers_ok(node, tg) {
+            return Some(format!("missing driver \"{driver}\""));
+        }
+        for c in constraints {
+            if !self.checker.check(node, c) {
+                return Some(c.to_string());
+            }
+        }
+        if !feasible::devices_ok(node, tg, &mut self.checker) {
+            return Some("missing devices".into());
+        }
+        if !feasible::network_mode_ok(node, tg) {
+            let mode = tg.networks.first().map(|n| n.mode.as_str()).unwrap_or("host");
+            return Some(format!("missing network mode \"{mode}\""));
+        }
+        None
+    }
+
+    fn attr(&mut self, state: &dyn State, node_id: &str, target: &str) -> Option<String> {
+        let key = (target.to_string(), node_id.to_string());
+        if let Some(v) = self.attr_cache.get(&key) {
+            return v.clone();
+        }
+        let v = state.node(node_id).and_then(|n| feasible::resolve_target(target, &n));
+        self.attr_cache.insert(key, v.clone());
+        v
+    }
+
+    /// Counts the group's (or job's) live allocations per value of `target`, state + plan.
+    fn property_counts(&mut self, state: &dyn State, plan: &Plan, target: &str, group: Option<&str>) -> SpreadCounts {
+        let mut counts = SpreadCounts::default();
+        let stopped: HashSet<&str> = plan
+            .node_update
+            .values()
+            .chain(plan.node_preemptions.values())
+            .flatten()
+            .map(|a| a.id.as_str())
+            .collect();
+        let placed: HashSet<&str> = plan.node_allocation.values().flatten().map(|a| a.id.as_str()).collect();
+        let job = self.job.clone();
+        for a in state.allocs_by_job(&job.namespace, &job.id) {
+            if a.terminal() || stopped.contains(a.id.as_str()) || placed.contains(a.id.as_str()) {
+                continue;
+            }
+            if group.is_some_and(|g| g != a.task_group) {
+                continue;
+            }
+            if let Some(v) = self.attr(state, &a.node_id, target) {
+                *counts.counts.entry(v).or_default() += 1;
+            }
+        }
+        for a in plan.node_allocation.values().flatten() {
+            if a.job_id != job.id || group.is_some_and(|g| g != a.task_group) {
+                continue;
+            }
+            if let Some(v) = self.attr(state, &a.node_id, target) {
+                *counts.counts.entry(v).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    fn spread_context(&mut self, state: &dyn State, plan: &Plan, tg: &TaskGroup) -> Vec<SpreadCtx> {
+        let job = self.job.clone();
+        let spreads: Vec<_> = job.spreads.iter().chain(tg.spreads.iter()).cloned().collect();
+        if spreads.is_empty() {
+            return Vec::new();
+        }
+        let total_weight: i64 = spreads.iter().map(|s| s.weight.max(0)).sum::<i64>().max(1);
+        spreads
+            .into_iter()
+            .map(|s| {
+                let counts = self.property_counts(state, plan, &s.attribute, Some(&tg.name));
+                let mut targets = BTreeMap::new();
+                let mut sum = 0.0;
+                for t in &s.spread_target {
+                    let d = t.percent as f64 / 100.0 * tg.count as f64;
+                    sum += t.percent as f64;
+                    targets.insert(t.value.clone(), d);
+                }
+                if !targets.is_empty() && sum < 100.0 {
+                    targets.insert("*".into(), (100.0 - sum) / 100.0 * tg.count as f64);
+                }
+                SpreadCtx { attribute: s.attribute.clone(), share: s.weight as f64 / total_weight as f64, counts, targets }
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rank(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        node: &Arc<Node>,
+        opts: &SelectOptions,
+        spreads: &[SpreadCtx],
+        metrics: &mut AllocMetric,
+    ) -> Option<RankedNode> {
+        let class = self.class_of(node);
+        let job = self.job.clone();
+        let existing = state.allocs_by_node(&node.id);
+        let stops: Vec<&str> = plan
+            .node_update
+            .get(&node.id)
+            .into_iter()
+            .flatten()
+            .chain(plan.node_preemptions.get(&node.id).into_iter().flatten())
+            .map(|a| a.id.as_str())
+            .collect();
+        let planned = plan.node_allocation.get(&node.id);
+        let mut proposed: Vec<&Allocation> = existing
+            .iter()
+            .map(|a| a.as_ref())
+            .filter(|a| {
+                !a.client_terminal()
+                    && !stops.contains(&a.id.as_str())
+                    && !planned.is_some_and(|p| p.iter().any(|x| x.id == a.id))
+            })
+            .collect();
+        if let Some(p) = planned {
+            proposed.extend(p.iter());
+        }
+
+        // distinct_hosts / distinct_property, job and group level.
+        for (c, group_level) in job.constraints.iter().map(|c| (c, false)).chain(tg.constraints.iter().map(|c| (c, true))) {
+            match c.operand.as_str() {
+                "distinct_hosts" if c.r_target.is_empty() || c.r_target == "true" => {
+                    let clash = proposed.iter().any(|a| {
+                        a.job_id == job.id && a.namespace == job.namespace && (!group_level || a.task_group == tg.name)
+                    });
+                    if clash {
+                        self.filter(node, &class, c.to_string(), metrics);
+                        return None;
+                    }
+                }
+                "distinct_property" => {
+                    let allowed: i64 = c.r_target.parse().unwrap_or(1).max(1);
+                    let Some(value) = feasible::resolve_target(&c.l_target, node) else {
+                        self.filter(node, &class, c.to_string(), metrics);
+                        return None;
+                    };
+                    let group = group_level.then_some(tg.name.as_str());
+                    let counts = self.property_counts(state, plan, &c.l_target, group);
+                    if counts.counts.get(&value).copied().unwrap_or(0) >= allowed {
+                        self.filter(node, &class, c.to_string(), metrics);
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        let mut exhausted = |dim: String, metrics: &mut AllocMetric| {
+            metrics.nodes_exhausted += 1;
+            *metrics.class_exhausted.entry(class.clone()).or_default() += 1;
+            *metrics.dimension_exhausted.entry(dim).or_default() += 1;
+        };
+
+        // Ports.
+        let mut net_index = NetworkIndex::new(node);
+        if let Err(e) = net_index.add_allocs(&proposed) {
+            exhausted(format!("network: {e}"), metrics);
+            return None;
+        }
+        let mut shared = AllocatedSharedResources {
+            disk_mb: tg.ephemeral_disk.as_ref().map(|d| d.size_mb).unwrap_or(0),
+            ..Default::default()
+        };
+        if let Some(ask) = tg.networks.first() {
+            match net_index.assign_group_network(ask, &mut self.rng) {
+                Ok((offer, ports)) => {
+                    shared.networks = vec![offer];
+                    shared.ports = ports;
+                }
+                Err(e) => {
+                    exhausted(format!("network: {e}"), metrics);
+                    return None;
+                }
+            }
+        }
+        // Tasks: cpu, memory, legacy networks, devices, cores.
+        let mut devices = DeviceAllocator::new(node, &proposed);
+        let mut used_cores: HashSet<i64> = proposed
+            .iter()
+            .filter_map(|a| a.allocated_resources.as_ref())
+            .flat_map(|r| r.tasks.values().flat_map(|t| t.cpu.reserved_cores.iter().copied()))
+            .collect();
+        let mut tasks = BTreeMap::new();
+        let mut lifecycles = BTreeMap::new();
+        for t in &tg.tasks {
+            let r = t.resources.clone().unwrap_or_default();
+            let mut reserved_cores = Vec::new();
+            if r.cores > 0 {
+                let free: Vec<i64> = node
+                    .node_resources
+                    .as_ref()
+                    .map(|nr| nr.cpu.reservable_cpu_cores.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| !used_cores.contains(c))
+                    .collect();
+                if (free.len() as i64) < r.cores {
+                    exhausted("cores".into(), metrics);
+                    return None;
+                }
+                reserved_cores = free.into_iter().take(r.cores as usize).collect();
+                used_cores.extend(reserved_cores.iter().copied());
+            }
+            let mut networks = Vec::new();
+            for ask in &r.networks {
+                match net_index.assign_task_network(ask, &mut self.rng) {
+                    Ok(offer) => networks.push(offer),
+                    Err(e) => {
+                        exhausted(format!("network: {e}"), metrics);
+                        return None;
+                    }
+                }
+            }
+            let mut granted_devices = Vec::new();
+            for d in &r.devices {
+                match devices.assign(d) {
+                    Some(g) => granted_devices.push(g),
+                    None => {
+                        exhausted(format!("devices: {}", d.name), metrics);
+                        return None;
+                    }
+                }
+            }
+            let cpu_shares = if r.cores > 0 {
+                let per_core = node
+                    .node_resources
+                    .as_ref()
+                    .map(|nr| nr.cpu.cpu_shares / nr.cpu.total_cpu_cores.max(1))
+                    .unwrap_or(0);
+                per_core * r.cores
+            } else {
+                r.cpu
+            };
+            tasks.insert(
+                t.name.clone(),
+                AllocatedTaskResources {
+                    cpu: AllocatedCpuResources { cpu_shares, reserved_cores },
+                    memory: AllocatedMemoryResources {
+                        memory_mb: r.memory_mb + r.secrets_mb.unwrap_or(0),
+                        memory_max_mb: if self.oversubscription { r.memory_max_mb } else { 0 },
+                    },
+                    networks,
+                    devices: granted_devices,
+                },
+            );
+            lifecycles.insert(t.name.clone(), t.lifecycle.clone());
+        }
+        let resources = AllocatedResources { tasks, task_lifecycles: lifecycles, shared };
+        let candidate = Allocation {
+            id: String::new(),
+            job_id: job.id.clone(),
+            namespace: job.namespace.clone(),
+            task_group: tg.name.clone(),
+            allocated_resources: Some(resources.clone()),
+            ..Default::default()
+        };
+        let mut with_candidate = proposed.clone();
+        with_candidate.push(&candidate);
+        let mut preempted: Vec<Arc<Allocation>> = Vec::new();
+        let used = match fit::allocs_fit(node, &with_candidate, false) {
+            Ok(used) => used,
+            Err(misfit) => {
+                if !opts.preempt {
+                    exhausted(misfit.dimension(), metrics);
+                    return None;
+                }
+                let ask = fit::group_ask(tg, self.oversubscription);
+                let current: Vec<Arc<Allocation>> =
+                    existing.iter().filter(|a| !a.client_terminal() && !stops.contains(&a.id.as_str())).cloned().collect();
+                let already: Vec<Arc<Allocation>> =
+                    plan.node_preemptions.values().flatten().map(|a| Arc::new(a.clone())).collect();
+                match crate::preempt::preempt_for_resources(
+                    node,
+                    &ask,
+                    &current,
+                    job.priority,
+                    (&job.namespace, &job.id),
+                    &already,
+                ) {
+                    Some(victims) => {
+                        let ids: HashSet<&str> = victims.iter().map(|v| v.id.as_str()).collect();
+                        let remaining: Vec<&Allocation> =
+                            with_candidate.iter().copied().filter(|a| !ids.contains(a.id.as_str())).collect();
+                        match fit::allocs_fit(node, &remaining, false) {
+                            Ok(used) => {
+                                preempted = victims;
+                                used
+                            }
+                            Err(m) => {
+                                exhausted(m.dimension(), metrics);
+                                return None;
+                            }
+                        }
+                    }
+                    None => {
+                        exhausted(misfit.dimension(), metrics);
+                        return None;
+                    }
+                }
+            }
+        };
+
+        // Scores.
+        let capacity = fit::node_capacity(node);
+        let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
+        if self.spread_algorithm {
+            scores.push(("spread", rank::spread_fitness(&capacity, &used) / rank::MAX_FITNESS));
+        } else {
+            scores.push(("binpack", rank::binpack_fitness(&capacity, &used) / rank::MAX_FITNESS));
+        }
+        let collisions = proposed.iter().filter(|a| a.job_id == job.id && a.task_group == tg.name).count();
+        if let Some(s) = rank::anti_affinity(collisions, tg.count) {
+            scores.push(("job-anti-affinity", s));
+        }
+        if opts.penalty_nodes.contains(&node.id) {
+            scores.push(("node-reschedule-penalty", -1.0));
+        }
+        let affinities: Vec<&Affinity> = job
+            .affinities
+            .iter()
+            .chain(tg.affinities.iter())
+            .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
+            .collect();
+        if !affinities.is_empty() {
+            let matches: Vec<(bool, i64)> =
+                affinities.iter().map(|a| (self.checker.matches_affinity(node, a), a.weight)).collect();
+            if let Some(s) = rank::affinity_score(&matches) {
+                scores.push(("node-affinity", s));
+            }
+        }
+        if !spreads.is_empty() {
+            let mut total = 0.0;
+            let mut lowest = -1.0;
+            for s in spreads {
+                let value = feasible::resolve_target(&s.attribute, node);
+                total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
+            }
+            if total != 0.0 {
+                scores.push(("allocation-spread", total));
+            }
+        }
+        if !preempted.is_empty() {
+            scores.push(("preemption", crate::preempt::preemption_score(&preempted)));
+        }
+        let final_score = rank::final_score(&scores);
+        let _ = Comparable::default();
+        Some(RankedNode { node: node.clone(), scores, final_score, resources, preempted })
+    }
+}
+
+/// One spread block prepared for a placement.
+#[derive(Debug, Clone)]
+pub struct SpreadCtx {
+    attribute: String,
+    share: f64,
+    counts: SpreadCounts,
+    targets: BTreeMap<String, f64>,
+}
+
+fn is_distinct(c: &Constraint) -> bool {
+    matches!(c.operand.as_str(), "distinct_hosts" | "distinct_property")
+}
+
+fn record_scores(metrics: &mut AllocMetric, options: &[RankedNode]) {
+    let mut top: Vec<&RankedNode> = options.iter().collect();
+    top.sort_by(|a, b| b.final_score.partial_cmp(&a.final_score).unwrap_or(std::cmp::Ordering::Equal));
+    for o in top.into_iter().take(TOP_K) {
+        metrics.score_meta_data.push(NodeScoreMeta {
+            node_id: o.node.id.clone(),
+            scores: o.scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            norm_score: o.final_score,
+        });
+    }
+}

@@ -1,0 +1,320 @@
+//! The system and sysbatch schedulers: one allocation of every group on every eligible node.
+//!
+//! ```text
+//!  process(eval)
+//!    └─ up to 5 (system) / 2 (sysbatch) passes:
+//!         eligible nodes (ready, datacenter, pool), not-ready nodes, tainted nodes
+//!           ──▶ node reconciler: per node and group — place, update, stop, lost, ignore
+//!         updates: in place when the node still fits, else stop + place on the same node
+//!           (limited by the group's update max_parallel)
+//!         placements: the stack ranks exactly that node; constraint misses are skipped
+//!           silently (the node is simply not for this job), exhaustion is a failure
+//!           with a blocked eval for the node
+//!         ──▶ Plan ──▶ submit
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use drover_types::alloc::{AllocMetric, client_status, desired_status};
+use drover_types::eval::{PlanAnnotations, eval_status};
+use drover_types::job::TaskGroup;
+use drover_types::{Allocation, Evaluation, Job, Plan};
+
+use crate::Env;
+use crate::reconcile::{self, UpdateType};
+use crate::reconcile_node::{NodeReconcileInput, reconcile_nodes};
+use crate::rng::Rng;
+use crate::stack::{SelectOptions, Stack};
+use crate::state::{Planner, SchedulerError, State};
+use crate::util;
+
+const SYSTEM_TRIGGERS: &[&str] = &[
+    "job-register",
+    "node-update",
+    "failed-follow-up",
+    "job-deregister",
+    "rolling-update",
+    "preemption",
+    "deployment-watcher",
+    "node-drain",
+    "alloc-stop",
+    "queued-allocs",
+    "job-scaling",
+    "reconnect",
+];
+
+/// Runs the system (`sysbatch = false`) or sysbatch scheduler for one evaluation.
+pub fn process(
+    state: Arc<dyn State + Send + Sync>,
+    planner: &mut dyn Planner,
+    eval: &Evaluation,
+    sysbatch: bool,
+    env: &mut Env<'_>,
+) -> Result<(), SchedulerError> {
+    let trigger_ok = SYSTEM_TRIGGERS.contains(&eval.triggered_by.as_str()) || (sysbatch && eval.triggered_by == "periodic-job");
+    if !trigger_ok {
+        let mut e = eval.clone();
+        e.status = eval_status::FAILED.into();
+        e.status_description = format!("scheduler cannot handle '{}' evaluation reason", eval.triggered_by);
+        return planner.update_eval(e);
+    }
+    let limit = if sysbatch { 2 } else { 5 };
+    let mut state = state;
+    let mut failed: BTreeMap<String, AllocMetric> = BTreeMap::new();
+    let mut queued: BTreeMap<String, i64> = BTreeMap::new();
+    let mut annotations = None;
+    let mut blocked = None;
+    let mut done = false;
+    for _ in 0..limit {
+        failed.clear();
+        queued.clear();
+        let outcome = pass(state.clone(), planner, eval, sysbatch, env, &mut failed, &mut queued)?;
+        annotations = Some(outcome.annotations);
+        if let Some(b) = outcome.blocked {
+            blocked = Some(b);
+        }
+        match outcome.refreshed {
+            Some(fresh) => state = fresh,
+            None => {
+                done = true;
+                break;
+            }
+        }
+    }
+    let mut e = eval.clone();
+    e.modify_time = env.now;
+    e.snapshot_index = state.latest_index();
+    if !done {
+        e.status = eval_status::FAILED.into();
+        e.status_description = format!("maximum attempts reached ({limit})");
+        return planner.update_eval(e);
+    }
+    e.status = eval_status::COMPLETE.into();
+    e.status_description = String::new();
+    e.failed_tg_allocs = failed;
+    e.queued_allocations = queued;
+    e.plan_annotations = annotations;
+    if let Some(b) = blocked {
+        e.blocked_eval = b;
+    }
+    planner.update_eval(e)
+}
+
+struct PassOutcome {
+    annotations: PlanAnnotations,
+    refreshed: Option<Arc<dyn State + Send + Sync>>,
+    blocked: Option<String>,
+}
+
+fn pass(
+    state: Arc<dyn State + Send + Sync>,
+    planner: &mut dyn Planner,
+    eval: &Evaluation,
+    sysbatch: bool,
+    env: &mut Env<'_>,
+    failed: &mut BTreeMap<String, AllocMetric>,
+    queued: &mut BTreeMap<String, i64>,
+) -> Result<PassOutcome, SchedulerError> {
+    let job = state.job(&eval.namespace, &eval.job_id);
+    let config = state.scheduler_config();
+    let mut plan = Plan {
+        eval_id: eval.id.clone(),
+        priority: eval.priority,
+        job: job.clone(),
+        snapshot_index: state.latest_index(),
+        ..Default::default()
+    };
+    let stack_job = job.clone().unwrap_or_else(|| Arc::new(Job { id: eval.job_id.clone(), ..Default::default() }));
+    let allocs = state.allocs_by_job(&eval.namespace, &eval.job_id);
+    let tainted = reconcile::tainted_nodes(&allocs, &|id| state.node(id));
+    let (eligible, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
+    let not_ready: BTreeSet<String> = state
+        .nodes()
+        .into_iter()
+        .filter(|n| {
+            !n.ready()
+                && !n.terminal()
+                && crate::feasible::datacenter_matches(&stack_job.datacenters, &n.datacenter)
+                && crate::feasible::node_pool_matches(&stack_job.node_pool, &n.node_pool)
+        })
+        .map(|n| n.id.clone())
+        .collect();
+
+    let mut stack = Stack::new(stack_job.clone(), &config, false, Rng::for_eval(&eval.id, state.latest_index()));
+    let mut inplace_stack = Stack::new(stack_job.clone(), &config, false, Rng::for_eval(&eval.id, state.latest_index()));
+    let mut update_fn = |existing: &Allocation, new_job: &Job, tg: &TaskGroup| -> UpdateType {
+        let Some(old_job) = existing.job.clone() else { return UpdateType::Destructive };
+        if old_job.job_modify_index == new_job.job_modify_index {
+            return UpdateType::Ignore;
+        }
+        if util::tasks_updated(new_job, &old_job, &tg.name) {
+            return UpdateType::Destructive;
+        }
+        if existing.terminal() {
+            return UpdateType::Ignore;
+        }
+        let Some(node) = state.node(&existing.node_id) else { return UpdateType::Destructive };
+        let mut staged = Plan::default();
+        util::plan_stop(&mut staged, existing, "", None, None);
+        let (option, _) = inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
+        if option.is_none() {
+            return UpdateType::Destructive;
+        }
+        let mut updated = existing.clone();
+        updated.job = Some(Arc::new(new_job.clone()));
+        UpdateType::InPlace(updated)
+    };
+    let results = reconcile_nodes(NodeReconcileInput {
+        job: job.clone().filter(|j| !j.stop),
+        job_id: eval.job_id.clone(),
+        namespace: eval.namespace.clone(),
+        sysbatch,
+        eligible_nodes: eligible.clone(),
+        not_ready_nodes: not_ready,
+        tainted,
+        existing: allocs,
+        now: env.now,
+        eval_id: eval.id.clone(),
+        update_fn: &mut update_fn,
+    });
+    for s in results.stop.iter().chain(results.lost.iter()) {
+        util::plan_stop(&mut plan, &s.alloc, &s.description, s.client_status.as_deref(), s.followup_eval_id.as_deref());
+    }
+    for a in &results.inplace_update {
+        let mut a = a.clone();
+        a.modify_time = env.now;
+        util::plan_alloc(&mut plan, a);
+    }
+    let mut desired = results.desired_tg_updates.clone();
+    let mut blocked = None;
+    if let Some(job) = job.as_ref().filter(|j| !j.stop) {
+        // Destructive updates are limited by the group's max_parallel (0 = all).
+        let mut budget: BTreeMap<String, i64> = BTreeMap::new();
+        let mut work = Vec::new();
+        for p in &results.destructive_update {
+            let Some(tg) = job.group(&p.task_group) else { continue };
+            let mp = tg.update.as_ref().map(|u| u.max_parallel()).unwrap_or(0);
+            let used = budget.entry(tg.name.clone()).or_default();
+            if mp > 0 && *used >= mp {
+                desired.entry(tg.name.clone()).or_default().ignore += 1;
+                continue;
+            }
+            *used += 1;
+            work.push((p, true));
+        }
+        work.extend(results.place.iter().map(|p| (p, false)));
+        let preempt = config.preemption_enabled(&job.job_type);
+        let mut placed_groups: HashSet<String> = HashSet::new();
+        let mut exhausted_nodes = Vec::new();
+        for (p, destructive) in work {
+            let Some(tg) = job.group(&p.task_group) else { continue };
+            let Some(node) = state.node(&p.node_id) else { continue };
+            *queued.entry(tg.name.clone()).or_default() += 1;
+            if destructive && let Some(prev) = &p.previous_alloc {
+                util::plan_stop(&mut plan, prev, "alloc is being updated due to job update", None, None);
+            }
+            let opts = SelectOptions { alloc_name: p.name.clone(), preempt, ..Default::default() };
+            let (option, mut metrics) = stack.select_on(state.as_ref(), &plan, tg, node.clone(), &opts);
+            metrics.nodes_in_pool = in_pool;
+            metrics.node_pool = job.node_pool.clone();
+            metrics.nodes_available = by_dc.clone();
+            let Some(option) = option else {
+                if destructive && let Some(prev) = &p.previous_alloc {
+                    util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
+                }
+                // Filtered by constraints: this node is not for this job; not a failure.
+                if metrics.nodes_exhausted == 0 {
+                    if let Some(q) = queued.get_mut(&tg.name) {
+                        *q -= 1;
+                    }
+                    continue;
+                }
+                exhausted_nodes.push(node.id.clone());
+                match failed.get_mut(&tg.name) {
+                    Some(m) => m.coalesced_failures += 1,
+                    None => {
+                        failed.insert(tg.name.clone(), metrics);
+                    }
+                }
+                continue;
+            };
+            placed_groups.insert(tg.name.clone());
+            let id = (env.ids)();
+            let mut alloc = Allocation {
+                id: id.clone(),
+                namespace: job.namespace.clone(),
+                eval_id: eval.id.clone(),
+                name: p.name.clone(),
+                node_id: node.id.clone(),
+                node_name: node.name.clone(),
+                job_id: job.id.clone(),
+                job: Some(job.clone()),
+                task_group: tg.name.clone(),
+                allocated_resources: Some(option.resources.clone()),
+                metrics: Some(metrics),
+                desired_status: desired_status::RUN.into(),
+                client_status: client_status::PENDING.into(),
+                create_time: env.now,
+                modify_time: env.now,
+                ..Default::default()
+            };
+            if let Some(prev) = &p.previous_alloc {
+                alloc.previous_allocation = prev.id.clone();
+            }
+            if !option.preempted.is_empty() {
+                alloc.preempted_allocations = option.preempted.iter().map(|v| v.id.clone()).collect();
+                for v in &option.preempted {
+                    util::plan_preempt(&mut plan, v, &id);
+                }
+                desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
+            }
+            util::plan_alloc(&mut plan, alloc);
+        }
+        if !exhausted_nodes.is_empty() && eval.status != eval_status::BLOCKED {
+            for node_id in exhausted_nodes {
+                let b = Evaluation {
+                    id: (env.ids)(),
+                    namespace: eval.namespace.clone(),
+                    priority: eval.priority,
+                    eval_type: eval.eval_type.clone(),
+                    triggered_by: "queued-allocs".into(),
+                    job_id: eval.job_id.clone(),
+                    job_modify_index: job.job_modify_index,
+                    node_id,
+                    status: eval_status::BLOCKED.into(),
+                    status_description: "created to place remaining allocations".into(),
+                    previous_eval: eval.id.clone(),
+                    class_eligibility: stack.class_eligibility.clone(),
+                    escaped_computed_class: stack.escaped,
+                    create_time: env.now,
+                    modify_time: env.now,
+                    ..Default::default()
+                };
+                blocked = Some(b.id.clone());
+                planner.create_eval(b)?;
+            }
+        }
+    }
+    let annotations = PlanAnnotations {
+        desired_tg_updates: desired,
+        preempted_allocs: plan.node_preemptions.values().flatten().map(|a| a.stub(false, false)).collect(),
+    };
+    if eval.annotate_plan {
+        plan.annotations = Some(annotations.clone());
+    }
+    if plan.is_no_op() && !eval.annotate_plan {
+        return Ok(PassOutcome { annotations, refreshed: None, blocked });
+    }
+    let submitted = planner.submit_plan(plan.clone())?;
+    for (n, v) in &submitted.result.node_allocation {
+        for a in v {
+            if plan.node_allocation.get(n).is_some_and(|p| p.iter().any(|x| x.id == a.id))
+                && let Some(q) = queued.get_mut(&a.task_group)
+            {
+                *q = (*q - 1).max(0);
+            }
+        }
+    }
+    Ok(PassOutcome { annotations, refreshed: submitted.refreshed, blocked })
+}

@@ -1,0 +1,211 @@
+//! Helpers shared by the schedulers: candidate nodes, the destructive-change test, plan edits.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use drover_types::alloc::desired_status;
+use drover_types::job::{NetworkResource, Task, TaskGroup};
+use drover_types::{Allocation, Job, Node, Plan};
+use serde_json::Value;
+
+use crate::feasible;
+use crate::state::State;
+
+/// Ready nodes in the job's datacenters (globs) and node pool, plus the count per datacenter
+/// (`NodesAvailable`) and the pool size (`NodesInPool`).
+pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Arc<Node>>, BTreeMap<String, i64>, i64) {
+    let mut ready = Vec::new();
+    let mut by_dc = BTreeMap::new();
+    let mut in_pool = 0;
+    for n in state.nodes() {
+        if !feasible::node_pool_matches(&job.node_pool, &n.node_pool) {
+            continue;
+        }
+        in_pool += 1;
+        if !n.ready() || !feasible::datacenter_matches(&job.datacenters, &n.datacenter) {
+            continue;
+        }
+        *by_dc.entry(n.datacenter.clone()).or_default() += 1;
+        ready.push(n);
+    }
+    (ready, by_dc, in_pool)
+}
+
+fn strip_dynamic(nets: &[NetworkResource]) -> Vec<NetworkResource> {
+    nets.iter()
+        .map(|n| {
+            let mut n = n.clone();
+            for p in &mut n.dynamic_ports {
+                p.value = 0;
+            }
+            n.ip = String::new();
+            n.device = String::new();
+            n.cidr = String::new();
+            n
+        })
+        .collect()
+}
+
+fn merged_meta(job: &Job, tg: &TaskGroup, t: &Task) -> BTreeMap<String, String> {
+    let mut m = job.meta.clone();
+    m.extend(tg.meta.clone());
+    m.extend(t.meta.clone());
+    m
+}
+
+fn task_changed(a: &Job, ag: &TaskGroup, at: &Task, b: &Job, bg: &TaskGroup, bt: &Task) -> bool {
+    if at.driver != bt.driver
+        || at.user != bt.user
+        || at.config != bt.config
+        || at.env != bt.env
+        || at.artifacts != bt.artifacts
+        || at.vault != bt.vault
+        || at.templates != bt.templates
+        || at.volume_mounts != bt.volume_mounts
+        || at.consul != bt.consul
+        || at.csi_plugin_config != bt.csi_plugin_config
+        || at.identity != bt.identity
+        || at.identities != bt.identities
+        || at.secrets != bt.secrets
+        || merged_meta(a, ag, at) != merged_meta(b, bg, bt)
+    {
+        return true;
+    }
+    let logs = |t: &Task| t.log_config.as_ref().map(|l| l.disabled).unwrap_or(false);
+    if logs(at) != logs(bt) {
+        return true;
+    }
+    let rt = |t: &Task| t.restart_policy.as_ref().and_then(|r| r.render_templates);
+    if rt(at) != rt(bt) {
+        return true;
+    }
+    let (ra, rb) = (at.resources.clone().unwrap_or_default(), bt.resources.clone().unwrap_or_default());
+    ra.cpu != rb.cpu
+        || ra.cores != rb.cores
+        || ra.memory_mb != rb.memory_mb
+        || ra.memory_max_mb != rb.memory_max_mb
+        || ra.secrets_mb != rb.secrets_mb
+        || ra.devices != rb.devices
+        || ra.numa != rb.numa
+        || strip_dynamic(&ra.networks) != strip_dynamic(&rb.networks)
+}
+
+fn connect_services(tg: &TaskGroup) -> Vec<&Value> {
+    tg.services.iter().filter_map(|s| s.connect.as_ref()).collect()
+}
+
+/// Does moving from `old` to `new` need new allocations for `group` (a destructive update)?
+/// Everything else (count, constraints, affinities, update blocks, plain services, …) can be
+/// updated in place when the allocation still fits its node (§7.4).
+pub fn tasks_updated(new: &Job, old: &Job, group: &str) -> bool {
+    let (Some(a), Some(b)) = (old.group(group), new.group(group)) else { return true };
+    if a.tasks.len() != b.tasks.len()
+        || a.ephemeral_disk != b.ephemeral_disk
+        || strip_dynamic(&a.networks) != strip_dynamic(&b.networks)
+        || a.volumes != b.volumes
+        || a.consul != b.consul
+        || connect_services(a) != connect_services(b)
+    {
+        return true;
+    }
+    for at in &a.tasks {
+        let Some(bt) = b.task(&at.name) else { return true };
+        if task_changed(old, a, at, new, b, bt) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Adds a stop of `alloc` to the plan (a diff: desired stop with a description).
+pub fn plan_stop(plan: &mut Plan, alloc: &Allocation, description: &str, client_status: Option<&str>, followup: Option<&str>) {
+    let mut a = alloc.clone();
+    a.desired_status = desired_status::STOP.into();
+    a.desired_description = description.into();
+    if let Some(cs) = client_status {
+        a.client_status = cs.into();
+    }
+    if let Some(f) = followup {
+        a.followup_eval_id = f.into();
+    }
+    a.job = None;
+    plan.node_update.entry(alloc.node_id.clone()).or_default().push(a);
+}
+
+/// Removes a staged stop of `alloc_id` from the plan (a placement that replaced it failed).
+pub fn plan_unstop(plan: &mut Plan, node_id: &str, alloc_id: &str) {
+    if let Some(v) = plan.node_update.get_mut(node_id) {
+        v.retain(|a| a.id != alloc_id);
+        if v.is_empty() {
+            plan.node_update.remove(node_id);
+        }
+    }
+}
+
+/// Adds a placement or in-place update to the plan.
+pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
+    plan.node_allocation.entry(alloc.node_id.clone()).or_default().push(alloc);
+}
+
+/// Adds an eviction to the plan.
+pub fn plan_preempt(plan: &mut Plan, victim: &Allocation, by: &str) {
+    let mut a = victim.clone();
+    a.desired_status = desired_status::EVICT.into();
+    a.desired_description = format!("Preempted by alloc ID {by}");
+    a.preempted_by_allocation = by.into();
+    a.job = None;
+    plan.node_preemptions.entry(victim.node_id.clone()).or_default().push(a);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_testkit_free::job;
+
+    mod drover_testkit_free {
+        use drover_types::Job;
+        use drover_types::canonicalize::canonicalize_job;
+        use drover_types::job::{Resources, Task, TaskGroup};
+
+        pub fn job() -> Job {
+            let mut j = Job {
+                id: "j".into(),
+                task_groups: vec![TaskGroup {
+                    name: "g".into(),
+                    count: 2,
+                    tasks: vec![Task {
+                        name: "t".into(),
+                        driver: "exec".into(),
+                        resources: Some(Resources { cpu: 100, memory_mb: 64, ..Default::default() }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            canonicalize_job(&mut j);
+            j
+        }
+    }
+
+    #[test]
+    fn destructive_vs_in_place_changes() {
+        let old = job();
+        let mut count = old.clone();
+        count.task_groups[0].count = 5;
+        assert!(!tasks_updated(&count, &old, "g"), "count is in place");
+        let mut mem = old.clone();
+        mem.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 128;
+        assert!(tasks_updated(&mem, &old, "g"), "memory is destructive");
+        let mut cfg = old.clone();
+        cfg.task_groups[0].tasks[0].config.insert("image".into(), Value::String("x".into()));
+        assert!(tasks_updated(&cfg, &old, "g"), "driver config is destructive");
+        let mut meta = old.clone();
+        meta.meta.insert("k".into(), "v".into());
+        assert!(tasks_updated(&meta, &old, "g"), "meta is destructive");
+        let mut constraint = old.clone();
+        constraint.task_groups[0].constraints.push(Default::default());
+        assert!(!tasks_updated(&constraint, &old, "g"), "constraints are in place");
+        assert!(tasks_updated(&old, &old, "missing"));
+    }
+}
