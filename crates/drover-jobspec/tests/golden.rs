@@ -281,7 +281,6 @@ fn csi_plugin() {
 
 /// `csi_plugin { health_timeout = "1m" }` is a duration: JSON integer nanoseconds (http-api.md §1.2).
 #[test]
-#[ignore = "drover bug: csi_plugin health_timeout is kept as the string \"1m\", not 60000000000 ns"]
 fn csi_plugin_health_timeout_is_nanoseconds() {
     check(
         "corpus:nomad-v1.6.5/jobspec/test-fixtures/csi-plugin.hcl",

@@ -179,25 +179,9 @@ mod tests {
         assert!(c.starts_with("v1:"));
         assert!(c[3..].parse::<u64>().is_ok());
         assert_eq!(c, computed_class(&base()));
-        // Pinned: the hash must not drift between builds or processes.
-        assert_eq!(computed_class(&Node::default()), computed_class(&Node::default()));
-        let empty = computed_class(&Node::default());
-        assert_eq!(empty, format!("v1:{}", {
-            let mut h = Fnv64::new();
-            h.tag(b'D');
-            h.field(b"");
-            for t in [b'A', b'M'] {
-                h.tag(t);
-                h.bytes(&0u64.to_le_bytes());
-            }
-            h.tag(b'C');
-            h.field(b"");
-            h.tag(b'P');
-            h.field(b"");
-            h.tag(b'V');
-            h.bytes(&0u64.to_le_bytes());
-            h.0
-        }));
+        // Pinned: the hash must not drift between builds, processes or platforms.
+        assert_eq!(computed_class(&base()), "PIN_BASE");
+        assert_eq!(computed_class(&Node::default()), "PIN_EMPTY");
     }
 
     #[test]
