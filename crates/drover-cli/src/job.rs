@@ -163,7 +163,7 @@ fn parse_api_json(name: &str, src: &str) -> Result<ParsedJob, JobspecError> {
         JobspecError::Parse(vec![drover_jobspec::Diagnostic {
             file: name.to_string(),
             line: e.line(),
-            col: e.column(),
+            col: e.column().max(1),
             summary: "Invalid JSON".into(),
             detail: e.to_string(),
         }])

@@ -49,6 +49,7 @@ impl<'src> Evaluator<'src> {
     pub fn new(src: &'src str) -> Self {
         let mut ctx = Context::new();
         crate::functions::register_all(&mut ctx);
+        register_arithmetic(&mut ctx);
         Evaluator {
             src,
             ctx,
@@ -171,7 +172,9 @@ fn clean_message(m: &str) -> String {
         None => first,
     };
     let first = first.strip_prefix("error calling function ").unwrap_or(first);
-    first.replace("__drover_rt_", "runtime reference ")
+    first
+        .replace("__drover_rt_", "runtime reference ")
+        .replace("`__drover_", "`arithmetic ")
 }
 
 struct Rewriter<'a, 'src> {
@@ -275,6 +278,29 @@ impl VisitMut for Rewriter<'_, '_> {
                 }
                 visit_expr_mut(self, node);
             }
+            Expression::BinaryOp(op) => {
+                use hcl_edit::expr::BinaryOperator as B;
+                let func = match op.operator.value() {
+                    B::Plus => Some("__drover_add"),
+                    B::Minus => Some("__drover_sub"),
+                    B::Mul => Some("__drover_mul"),
+                    B::Div => Some("__drover_div"),
+                    B::Mod => Some("__drover_mod"),
+                    _ => None,
+                };
+                visit_expr_mut(self, node);
+                if let (Some(func), Expression::BinaryOp(op)) = (func, &*node) {
+                    // Checked arithmetic: hcl-rs overflows or panics on 1 % 0, i64::MIN * -1, ….
+                    let args = vec![op.lhs_expr.clone(), op.rhs_expr.clone()];
+                    *node = call(func, args);
+                }
+            }
+            Expression::UnaryOp(op) if matches!(op.operator.value(), hcl_edit::expr::UnaryOperator::Neg) => {
+                visit_expr_mut(self, node);
+                if let Expression::UnaryOp(op) = &*node {
+                    *node = call("__drover_neg", vec![op.expr.clone()]);
+                }
+            }
             Expression::ForExpr(f) => {
                 self.visit_expr_mut(&mut f.intro.collection_expr);
                 let mut names = vec![f.intro.value_var.as_str().to_string()];
@@ -305,6 +331,163 @@ impl VisitMut for Rewriter<'_, '_> {
             _ => visit_expr_mut(self, node),
         }
     }
+}
+
+fn call(name: &str, args: Vec<Expression>) -> Expression {
+    match hcl_edit::Ident::try_from(name.to_string()) {
+        Ok(id) => Expression::FuncCall(Box::new(hcl_edit::expr::FuncCall::new(
+            hcl_edit::expr::FuncName::new(id),
+            hcl_edit::expr::FuncArgs::from(args),
+        ))),
+        // Our own fixed names are valid identifiers.
+        Err(_) => Expression::Null(hcl_edit::expr::Null.into()),
+    }
+}
+
+/// A number as an exact integer when it is one, else a float.
+enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+fn num(v: &hcl::Value, op: &str) -> Result<Num, String> {
+    match v {
+        hcl::Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Num::Int(i as i128))
+            } else if let Some(u) = n.as_u64() {
+                Ok(Num::Int(u as i128))
+            } else {
+                Ok(Num::Float(n.as_f64().unwrap_or(f64::NAN)))
+            }
+        }
+        hcl::Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map(|i| Num::Int(i as i128))
+            .or_else(|_| s.trim().parse::<f64>().map(Num::Float))
+            .map_err(|_| format!("{op}: a number is required, got {s:?}")),
+        other => Err(format!("{op}: a number is required, got {other}")),
+    }
+}
+
+fn from_i128(v: i128, op: &str) -> Result<hcl::Value, String> {
+    if let Ok(i) = i64::try_from(v) {
+        Ok(hcl::Value::from(i))
+    } else if let Ok(u) = u64::try_from(v) {
+        Ok(hcl::Value::from(u))
+    } else {
+        Err(format!("{op}: the result {v} is out of range"))
+    }
+}
+
+fn from_f64(v: f64, op: &str) -> Result<hcl::Value, String> {
+    if !v.is_finite() {
+        return Err(format!("{op}: the result is not a finite number"));
+    }
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        return Ok(hcl::Value::from(v as i64));
+    }
+    hcl::Number::from_f64(v)
+        .map(hcl::Value::Number)
+        .ok_or_else(|| format!("{op}: the result is not a number"))
+}
+
+fn arith(args: &[hcl::Value], op: &str) -> Result<hcl::Value, String> {
+    let (a, b) = match args {
+        [a, b] => (num(a, op)?, num(b, op)?),
+        _ => return Err(format!("{op}: expected two operands")),
+    };
+    match (a, b) {
+        (Num::Int(x), Num::Int(y)) => {
+            let r = match op {
+                "+" => x.checked_add(y),
+                "-" => x.checked_sub(y),
+                "*" => x.checked_mul(y),
+                "/" => {
+                    if y == 0 {
+                        return Err("division by zero".into());
+                    }
+                    if x % y != 0 {
+                        return from_f64(x as f64 / y as f64, op);
+                    }
+                    x.checked_div(y)
+                }
+                _ => {
+                    if y == 0 {
+                        return Err("modulo by zero".into());
+                    }
+                    x.checked_rem(y)
+                }
+            };
+            match r {
+                Some(v) => from_i128(v, op),
+                None => Err(format!("{op}: integer overflow")),
+            }
+        }
+        (a, b) => {
+            let f = |n: Num| match n {
+                Num::Int(i) => i as f64,
+                Num::Float(f) => f,
+            };
+            let (x, y) = (f(a), f(b));
+            if (op == "/" || op == "%") && y == 0.0 {
+                return Err(if op == "/" {
+                    "division by zero".into()
+                } else {
+                    "modulo by zero".into()
+                });
+            }
+            let r = match op {
+                "+" => x + y,
+                "-" => x - y,
+                "*" => x * y,
+                "/" => x / y,
+                _ => x % y,
+            };
+            from_f64(r, op)
+        }
+    }
+}
+
+macro_rules! arith_fn {
+    ($name:ident, $op:literal) => {
+        fn $name(args: hcl::eval::FuncArgs) -> Result<hcl::Value, String> {
+            arith(&args, $op)
+        }
+    };
+}
+arith_fn!(arith_add, "+");
+arith_fn!(arith_sub, "-");
+arith_fn!(arith_mul, "*");
+arith_fn!(arith_div, "/");
+arith_fn!(arith_mod, "%");
+
+fn arith_neg(args: hcl::eval::FuncArgs) -> Result<hcl::Value, String> {
+    let zero = hcl::Value::from(0);
+    match args.first() {
+        Some(v) => arith(&[zero, v.clone()], "-"),
+        None => Err("-: expected an operand".into()),
+    }
+}
+
+fn register_arithmetic(ctx: &mut Context<'_>) {
+    use hcl::eval::{FuncDef, ParamType};
+    let two = |f: hcl::eval::Func| {
+        FuncDef::builder()
+            .param(ParamType::Any)
+            .param(ParamType::Any)
+            .build(f)
+    };
+    ctx.declare_func("__drover_add", two(arith_add));
+    ctx.declare_func("__drover_sub", two(arith_sub));
+    ctx.declare_func("__drover_mul", two(arith_mul));
+    ctx.declare_func("__drover_div", two(arith_div));
+    ctx.declare_func("__drover_mod", two(arith_mod));
+    ctx.declare_func(
+        "__drover_neg",
+        FuncDef::builder().param(ParamType::Any).build(arith_neg),
+    );
 }
 
 fn fallback_traversal_text(root: &str, ops: &[hcl_edit::Decorated<TraversalOperator>]) -> String {

@@ -188,7 +188,10 @@ fn dedent_heredocs(src: &str) -> std::borrow::Cow<'_, str> {
         let line = lines[i];
         let opener = line.find("<<-").and_then(|at| {
             let rest = line[at + 3..].trim_end();
-            let ident_ok = !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            let ident_ok = !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             ident_ok.then(|| (at, rest.to_string()))
         });
         let Some((at, ident)) = opener else {
@@ -308,7 +311,7 @@ fn json_job(name: &str, src: &str) -> Result<Value, JobspecError> {
         JobspecError::Parse(vec![Diagnostic {
             file: name.to_string(),
             line: e.line(),
-            col: e.column(),
+            col: e.column().max(1),
             summary: "Invalid JSON".into(),
             detail: e.to_string(),
         }])

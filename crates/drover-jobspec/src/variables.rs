@@ -487,7 +487,7 @@ fn read_var_file(
             Err(e) => diags.push(Diagnostic {
                 file: file.to_string(),
                 line: e.line(),
-                col: e.column(),
+                col: e.column().max(1),
                 summary: "Invalid JSON".into(),
                 detail: e.to_string(),
             }),

@@ -360,3 +360,25 @@ fn io_errors_name_the_file() {
     assert!(matches!(e, JobspecError::Io { .. }));
     assert!(e.to_string().starts_with("/nonexistent/job.hcl: "), "{e}");
 }
+
+#[test]
+fn arithmetic_is_exact_and_never_panics() {
+    let src = format!(
+        "job \"j\" {{\n  meta = {{\n    add = 2 + 3\n    div = 10 / 4\n    exact = 9 / 3\n    neg = -(4 - 10)\n    mix = \"3\" * 2\n    big = 9007199254740993 + 0\n  }}\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"
+    );
+    let m = parse(&src).job.meta;
+    assert_eq!(
+        (m["add"].as_str(), m["div"].as_str(), m["exact"].as_str()),
+        ("5", "2.5", "3")
+    );
+    assert_eq!(
+        (m["neg"].as_str(), m["mix"].as_str(), m["big"].as_str()),
+        ("6", "6", "9007199254740993")
+    );
+    for bad in ["1 % 0", "1 / 0", "18446744073709551615 * 2", "1e308 * 10"] {
+        let e = error(&format!(
+            "job \"j\" {{\n  meta = {{ x = {bad} }}\n  group \"g\" {{\n    {TASK}\n  }}\n}}\n"
+        ));
+        assert!(e.contains("test.hcl:2:"), "{bad}: {e}");
+    }
+}
