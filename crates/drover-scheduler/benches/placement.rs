@@ -1,1 +1,110 @@
-fn main() {}
+//! Scheduler benchmarks: one evaluation from reconcile to submitted plan.
+//!
+//! Cases:
+//! - `service_1000/nodes=5000|10000` — a 1,000-allocation service job on an empty cluster;
+//! - `service_1000_spread/nodes=5000|10000` — the same job with a spread over `${meta.rack}`
+//!   (10 racks), which raises the candidate limit to max(count, 100);
+//! - `system/nodes=5000` — a system job (one allocation per node).
+//!
+//! Per-placement time = measured time / allocations placed. Run:
+//! `cargo bench -p drover-scheduler --bench placement`
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use drover_scheduler::harness::{Harness, MemState};
+use drover_scheduler::{Env, State, process};
+use drover_testkit::mock;
+use drover_types::job::Spread;
+use drover_types::{Evaluation, Job};
+
+fn cluster(n: u64) -> MemState {
+    let mut s = MemState::new();
+    for i in 0..n {
+        let mut node = mock::node(i);
+        node.meta.insert("rack".into(), format!("r{}", i % 10));
+        node.computed_class = "v1:bench".into();
+        s.upsert_node(node);
+    }
+    s
+}
+
+fn eval_for(job: &Job) -> Evaluation {
+    Evaluation {
+        id: mock::id(900_001),
+        namespace: job.namespace.clone(),
+        priority: job.priority,
+        eval_type: job.job_type.clone(),
+        triggered_by: "job-register".into(),
+        job_id: job.id.clone(),
+        status: "pending".into(),
+        ..Default::default()
+    }
+}
+
+fn run_once(state: &Arc<MemState>, eval: &Evaluation) -> usize {
+    let mut h = Harness::new(MemState::new());
+    let mut counter = 0u64;
+    let mut ids = || {
+        counter += 1;
+        mock::id(counter)
+    };
+    let mut env = Env {
+        now: 1_704_067_200_000_000_000,
+        ids: &mut ids,
+    };
+    let st: Arc<dyn State + Send + Sync> = state.clone();
+    process(st, &mut h, eval, &mut env).expect("scheduler succeeds");
+    h.plans
+        .iter()
+        .map(|p| p.node_allocation.values().map(Vec::len).sum::<usize>())
+        .sum()
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scheduler");
+    g.sample_size(10);
+    for nodes in [5_000u64, 10_000] {
+        for spread in [false, true] {
+            let mut state = cluster(nodes);
+            let mut job = mock::job();
+            job.task_groups[0].count = 1000;
+            if spread {
+                job.spreads.push(Spread {
+                    attribute: "${meta.rack}".into(),
+                    weight: 100,
+                    spread_target: vec![],
+                });
+            }
+            let job = state.upsert_job(job);
+            let state = Arc::new(state);
+            let eval = eval_for(&job);
+            assert_eq!(run_once(&state, &eval), 1000, "all 1000 allocations fit");
+            let name = if spread {
+                "service_1000_spread"
+            } else {
+                "service_1000"
+            };
+            g.bench_function(format!("{name}/nodes={nodes}"), |b| {
+                b.iter_batched(
+                    || (),
+                    |_| black_box(run_once(&state, &eval)),
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    let mut state = cluster(5_000);
+    let job = state.upsert_job(mock::system_job());
+    let state = Arc::new(state);
+    let eval = eval_for(&job);
+    assert_eq!(run_once(&state, &eval), 5000);
+    g.bench_function("system/nodes=5000", |b| {
+        b.iter(|| black_box(run_once(&state, &eval)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -43,7 +43,13 @@ pub struct GcThresholds {
 
 impl Default for GcThresholds {
     fn default() -> Self {
-        GcThresholds { eval: HOUR, batch_eval: 24 * HOUR, job: 4 * HOUR, node: 24 * HOUR, deployment: HOUR }
+        GcThresholds {
+            eval: HOUR,
+            batch_eval: 24 * HOUR,
+            job: 4 * HOUR,
+            node: 24 * HOUR,
+            deployment: HOUR,
+        }
     }
 }
 
@@ -51,7 +57,13 @@ impl GcThresholds {
     /// Everything older than 1 ms (the `force-gc` API).
     pub fn forced() -> Self {
         let ms = 1_000_000;
-        GcThresholds { eval: ms, batch_eval: ms, job: ms, node: ms, deployment: ms }
+        GcThresholds {
+            eval: ms,
+            batch_eval: ms,
+            job: ms,
+            node: ms,
+            deployment: ms,
+        }
     }
 }
 
@@ -75,14 +87,24 @@ pub fn gc(state: &dyn State, kind: &str, now: i64, t: &GcThresholds) -> GcDecisi
     let mut d = GcDecision::default();
     let all = kind == "force-gc";
     if all || kind == "eval-gc" || kind == "job-gc" {
-        eval_and_job_gc(state, now, t, &mut d, all || kind == "job-gc", all || kind == "eval-gc");
+        eval_and_job_gc(
+            state,
+            now,
+            t,
+            &mut d,
+            all || kind == "job-gc",
+            all || kind == "eval-gc",
+        );
     }
     if all || kind == "deployment-gc" {
         for dep in state.deployments() {
             if deployment_active(&dep) || now - dep.modify_time < t.deployment {
                 continue;
             }
-            let live = state.allocs_by_job(&dep.namespace, &dep.job_id).iter().any(|a| a.deployment_id == dep.id && !a.terminal());
+            let live = state
+                .allocs_by_job(&dep.namespace, &dep.job_id)
+                .iter()
+                .any(|a| a.deployment_id == dep.id && !a.terminal());
             if !live {
                 d.deployments.push(dep.id.clone());
             }
@@ -104,7 +126,14 @@ pub fn gc(state: &dyn State, kind: &str, now: i64, t: &GcThresholds) -> GcDecisi
     d
 }
 
-fn eval_and_job_gc(state: &dyn State, now: i64, t: &GcThresholds, d: &mut GcDecision, jobs: bool, evals: bool) {
+fn eval_and_job_gc(
+    state: &dyn State,
+    now: i64,
+    t: &GcThresholds,
+    d: &mut GcDecision,
+    jobs: bool,
+    evals: bool,
+) {
     let mut allocs_by_eval: HashMap<String, Vec<std::sync::Arc<drover_types::Allocation>>> = HashMap::new();
     for a in state.allocs() {
         allocs_by_eval.entry(a.eval_id.clone()).or_default().push(a);
@@ -114,15 +143,22 @@ fn eval_and_job_gc(state: &dyn State, now: i64, t: &GcThresholds, d: &mut GcDeci
     for e in state.evals() {
         let key = (e.namespace.clone(), e.job_id.clone());
         let job = state.job(&e.namespace, &e.job_id);
-        let batch = job.as_ref().is_some_and(|j| matches!(j.job_type.as_str(), job_type::BATCH | job_type::SYSBATCH));
+        let batch = job
+            .as_ref()
+            .is_some_and(|j| matches!(j.job_type.as_str(), job_type::BATCH | job_type::SYSBATCH));
         let cutoff = if batch { t.batch_eval } else { t.eval };
-        let terminal = matches!(e.status.as_str(), eval_status::COMPLETE | eval_status::FAILED | eval_status::CANCELED);
+        let terminal = matches!(
+            e.status.as_str(),
+            eval_status::COMPLETE | eval_status::FAILED | eval_status::CANCELED
+        );
         if !terminal || now - e.modify_time < cutoff {
             *blocked_evals_by_job.entry(key).or_default() = true;
             continue;
         }
         let allocs = allocs_by_eval.get(&e.id).cloned().unwrap_or_default();
-        let ok = allocs.iter().all(|a| alloc_collectable(a, job.as_deref(), now, cutoff));
+        let ok = allocs
+            .iter()
+            .all(|a| alloc_collectable(a, job.as_deref(), now, cutoff));
         if ok {
             collectable_evals.insert(e.id.clone());
             if evals {
@@ -149,7 +185,11 @@ fn eval_and_job_gc(state: &dyn State, now: i64, t: &GcThresholds, d: &mut GcDeci
         if blocked_evals_by_job.get(&key).copied().unwrap_or(false) {
             continue;
         }
-        if state.allocs_by_job(&j.namespace, &j.id).iter().any(|a| !a.terminal()) {
+        if state
+            .allocs_by_job(&j.namespace, &j.id)
+            .iter()
+            .any(|a| !a.terminal())
+        {
             continue;
         }
         d.jobs.push(key);
@@ -157,7 +197,12 @@ fn eval_and_job_gc(state: &dyn State, now: i64, t: &GcThresholds, d: &mut GcDeci
 }
 
 /// Can this allocation be collected? (`job` is its job's current version, if any.)
-pub fn alloc_collectable(a: &drover_types::Allocation, job: Option<&drover_types::Job>, now: i64, cutoff: Nanos) -> bool {
+pub fn alloc_collectable(
+    a: &drover_types::Allocation,
+    job: Option<&drover_types::Job>,
+    now: i64,
+    cutoff: Nanos,
+) -> bool {
     if !a.terminal() || a.client_status == "running" {
         return false;
     }
@@ -196,13 +241,44 @@ mod tests {
     fn collects_old_terminal_evals_and_stopped_jobs_only() {
         let now = 100 * HOUR;
         let mut s = MemState::new();
-        let job = Job { id: "old".into(), namespace: "default".into(), status: "dead".into(), stop: true, ..Default::default() };
+        let job = Job {
+            id: "old".into(),
+            namespace: "default".into(),
+            status: "dead".into(),
+            stop: true,
+            ..Default::default()
+        };
         s.upsert_job(job);
-        let live = Job { id: "live".into(), namespace: "default".into(), status: "running".into(), ..Default::default() };
+        let live = Job {
+            id: "live".into(),
+            namespace: "default".into(),
+            status: "running".into(),
+            ..Default::default()
+        };
         s.upsert_job(live);
-        s.upsert_eval(Evaluation { id: "e-old".into(), namespace: "default".into(), job_id: "old".into(), status: "complete".into(), modify_time: now - 2 * HOUR, ..Default::default() });
-        s.upsert_eval(Evaluation { id: "e-new".into(), namespace: "default".into(), job_id: "live".into(), status: "complete".into(), modify_time: now - 60 * SECOND, ..Default::default() });
-        s.upsert_eval(Evaluation { id: "e-pending".into(), namespace: "default".into(), job_id: "live".into(), status: "pending".into(), ..Default::default() });
+        s.upsert_eval(Evaluation {
+            id: "e-old".into(),
+            namespace: "default".into(),
+            job_id: "old".into(),
+            status: "complete".into(),
+            modify_time: now - 2 * HOUR,
+            ..Default::default()
+        });
+        s.upsert_eval(Evaluation {
+            id: "e-new".into(),
+            namespace: "default".into(),
+            job_id: "live".into(),
+            status: "complete".into(),
+            modify_time: now - 60 * SECOND,
+            ..Default::default()
+        });
+        s.upsert_eval(Evaluation {
+            id: "e-pending".into(),
+            namespace: "default".into(),
+            job_id: "live".into(),
+            status: "pending".into(),
+            ..Default::default()
+        });
         s.upsert_allocs(vec![Allocation {
             id: "a-old".into(),
             namespace: "default".into(),
@@ -223,22 +299,61 @@ mod tests {
     fn down_nodes_after_threshold() {
         let now = 100 * HOUR;
         let mut s = MemState::new();
-        s.upsert_node(Node { id: "gone".into(), status: "down".into(), status_updated_at: (now - 25 * HOUR) / SECOND, ..Default::default() });
-        s.upsert_node(Node { id: "recent".into(), status: "down".into(), status_updated_at: (now - HOUR) / SECOND, ..Default::default() });
-        s.upsert_node(Node { id: "up".into(), status: "ready".into(), ..Default::default() });
-        assert_eq!(gc(&s, "node-gc", now, &GcThresholds::default()).nodes, vec!["gone"]);
+        s.upsert_node(Node {
+            id: "gone".into(),
+            status: "down".into(),
+            status_updated_at: (now - 25 * HOUR) / SECOND,
+            ..Default::default()
+        });
+        s.upsert_node(Node {
+            id: "recent".into(),
+            status: "down".into(),
+            status_updated_at: (now - HOUR) / SECOND,
+            ..Default::default()
+        });
+        s.upsert_node(Node {
+            id: "up".into(),
+            status: "ready".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            gc(&s, "node-gc", now, &GcThresholds::default()).nodes,
+            vec!["gone"]
+        );
     }
 
     #[test]
     fn failed_allocs_wait_for_their_replacement() {
-        let mut job = Job { id: "j".into(), job_type: "service".into(), ..Default::default() };
-        job.task_groups.push(drover_types::TaskGroup { name: "g".into(), ..Default::default() });
+        let mut job = Job {
+            id: "j".into(),
+            job_type: "service".into(),
+            ..Default::default()
+        };
+        job.task_groups.push(drover_types::TaskGroup {
+            name: "g".into(),
+            ..Default::default()
+        });
         drover_types::canonicalize::canonicalize_job(&mut job);
-        let a = Allocation { task_group: "g".into(), client_status: "failed".into(), desired_status: "run".into(), ..Default::default() };
-        assert!(!alloc_collectable(&a, Some(&job), HOUR * 10, HOUR), "unlimited reschedule, no replacement yet");
-        let replaced = Allocation { next_allocation: "x".into(), ..a.clone() };
+        let a = Allocation {
+            task_group: "g".into(),
+            client_status: "failed".into(),
+            desired_status: "run".into(),
+            ..Default::default()
+        };
+        assert!(
+            !alloc_collectable(&a, Some(&job), HOUR * 10, HOUR),
+            "unlimited reschedule, no replacement yet"
+        );
+        let replaced = Allocation {
+            next_allocation: "x".into(),
+            ..a.clone()
+        };
         assert!(alloc_collectable(&replaced, Some(&job), HOUR * 10, HOUR));
-        let running = Allocation { client_status: "running".into(), desired_status: "stop".into(), ..a };
+        let running = Allocation {
+            client_status: "running".into(),
+            desired_status: "stop".into(),
+            ..a
+        };
         assert!(!alloc_collectable(&running, Some(&job), HOUR * 10, HOUR));
     }
 }

@@ -201,7 +201,10 @@ pub fn node_capacity(node: &Node) -> Comparable {
             .collect();
         withheld.sort_unstable();
         withheld.dedup();
-        c.cores = c.cores.saturating_sub(i64::try_from(withheld.len()).unwrap_or(i64::MAX)).max(0);
+        c.cores = c
+            .cores
+            .saturating_sub(i64::try_from(withheld.len()).unwrap_or(i64::MAX))
+            .max(0);
     }
     c
 }
@@ -248,13 +251,21 @@ pub fn group_ask(tg: &TaskGroup, oversubscription: bool) -> Comparable {
             cpu,
             cores: non_negative(r.cores),
             memory_mb: memory,
-            memory_max_mb: if oversubscription { non_negative(r.memory_max_mb) } else { 0 },
+            memory_max_mb: if oversubscription {
+                non_negative(r.memory_max_mb)
+            } else {
+                0
+            },
             disk_mb: 0,
         };
         phases.add(task.lifecycle.as_ref(), &c);
     }
     let mut total = phases.total();
-    total.disk_mb = tg.ephemeral_disk.as_ref().map(|d| non_negative(d.size_mb)).unwrap_or(0);
+    total.disk_mb = tg
+        .ephemeral_disk
+        .as_ref()
+        .map(|d| non_negative(d.size_mb))
+        .unwrap_or(0);
     total
 }
 
@@ -391,10 +402,16 @@ pub fn allocs_fit(node: &Node, allocs: &[&Allocation], check_devices: bool) -> R
 
 /// No instance used twice; new allocations only use existing, healthy instances.
 fn check_device_use<'a>(node: &Node, allocs: impl Iterator<Item = &'a Allocation>) -> Result<(), Misfit> {
-    let groups: &[NodeDeviceResource] = node.node_resources.as_ref().map(|r| r.devices.as_slice()).unwrap_or(&[]);
+    let groups: &[NodeDeviceResource] = node
+        .node_resources
+        .as_ref()
+        .map(|r| r.devices.as_slice())
+        .unwrap_or(&[]);
     let mut seen: Vec<(&str, &str, &str, &str)> = Vec::new();
     for a in allocs {
-        let Some(ar) = &a.allocated_resources else { continue };
+        let Some(ar) = &a.allocated_resources else {
+            continue;
+        };
         let fresh = a.create_index == 0;
         for t in ar.tasks.values() {
             for d in &t.devices {
@@ -485,7 +502,9 @@ pub(crate) fn node_reserved_ranges(node: &Node) -> Vec<(u16, u16)> {
     }
     if let Some(r) = &node.node_resources {
         for net in &r.node_networks {
-            let Some(addrs) = net.get("Addresses").and_then(|a| a.as_array()) else { continue };
+            let Some(addrs) = net.get("Addresses").and_then(|a| a.as_array()) else {
+                continue;
+            };
             for addr in addrs {
                 if let Some(s) = addr.get("ReservedPorts").and_then(|v| v.as_str()) {
                     parse_port_ranges(s, &mut out);
@@ -511,7 +530,10 @@ pub(crate) fn dynamic_range(node: &Node) -> (u16, u16) {
             u16::try_from(v.clamp(1, 65535)).unwrap_or(default)
         }
     };
-    (clamp(min, DEFAULT_MIN_DYNAMIC_PORT), clamp(max, DEFAULT_MAX_DYNAMIC_PORT))
+    (
+        clamp(min, DEFAULT_MIN_DYNAMIC_PORT),
+        clamp(max, DEFAULT_MAX_DYNAMIC_PORT),
+    )
 }
 
 /// Calls `f(value, ignore_collision)` for every host port an allocation holds: its group port
@@ -521,7 +543,9 @@ pub(crate) fn try_for_each_alloc_port<E>(
     alloc: &Allocation,
     mut f: impl FnMut(i64, bool) -> Result<(), E>,
 ) -> Result<(), E> {
-    let Some(ar) = &alloc.allocated_resources else { return Ok(()) };
+    let Some(ar) = &alloc.allocated_resources else {
+        return Ok(());
+    };
     let mut visit = |value: i64, ignore: bool| if value != 0 { f(value, ignore) } else { Ok(()) };
     if !ar.shared.ports.is_empty() {
         for p in &ar.shared.ports {
@@ -532,7 +556,12 @@ pub(crate) fn try_for_each_alloc_port<E>(
             visit(p.value, p.ignore_collision)?;
         }
     }
-    for p in ar.tasks.values().flat_map(|t| t.networks.iter()).flat_map(|n| n.ports()) {
+    for p in ar
+        .tasks
+        .values()
+        .flat_map(|t| t.networks.iter())
+        .flat_map(|n| n.ports())
+    {
         visit(p.value, p.ignore_collision)?;
     }
     Ok(())
@@ -547,7 +576,10 @@ pub(crate) fn for_each_alloc_port(alloc: &Allocation, mut f: impl FnMut(i64, boo
 }
 
 fn valid_port(v: i64) -> Result<u16, String> {
-    u16::try_from(v).ok().filter(|&p| p >= 1).ok_or_else(|| format!("invalid port {v}"))
+    u16::try_from(v)
+        .ok()
+        .filter(|&p| p >= 1)
+        .ok_or_else(|| format!("invalid port {v}"))
 }
 
 fn collision(p: u16) -> String {
@@ -624,7 +656,9 @@ impl NetworkIndex {
                 cidr.clone_from(&n.cidr);
             }
             for net in &r.node_networks {
-                let Some(addrs) = net.get("Addresses").and_then(|a| a.as_array()) else { continue };
+                let Some(addrs) = net.get("Addresses").and_then(|a| a.as_array()) else {
+                    continue;
+                };
                 for addr in addrs {
                     let alias = addr.get("Alias").and_then(|v| v.as_str()).unwrap_or("");
                     let address = addr.get("Address").and_then(|v| v.as_str()).unwrap_or("");
@@ -653,7 +687,9 @@ impl NetworkIndex {
 
     /// Is the port held by anyone (node reservation, strict or loose holder)?
     pub fn is_used(&self, port: u16) -> bool {
-        in_ranges(&self.reserved, port) || self.strict.binary_search(&port).is_ok() || self.loose.binary_search(&port).is_ok()
+        in_ranges(&self.reserved, port)
+            || self.strict.binary_search(&port).is_ok()
+            || self.loose.binary_search(&port).is_ok()
     }
 
     /// Would a strict (non-`ignore_collision`) claim of `port` collide?
@@ -710,7 +746,9 @@ impl NetworkIndex {
             }
         }
         let start = rng.below(span);
-        (0..span).map(|i| at((start + i) % span)).find(|&p| self.free_for_dynamic(p, pending))
+        (0..span)
+            .map(|i| at((start + i) % span))
+            .find(|&p| self.free_for_dynamic(p, pending))
     }
 
     /// Assigns every port of `ask` and records them; nothing is recorded on error.
@@ -727,7 +765,12 @@ impl NetworkIndex {
                 pending_strict.push(p);
             }
             pending_all.push(p);
-            out.push(Assigned { dynamic: false, index, value: p, host_ip: self.host_ip(&port.host_network)? });
+            out.push(Assigned {
+                dynamic: false,
+                index,
+                value: p,
+                host_ip: self.host_ip(&port.host_network)?,
+            });
         }
         for (index, port) in ask.dynamic_ports.iter().enumerate() {
             let host_ip = self.host_ip(&port.host_network)?;
@@ -736,10 +779,19 @@ impl NetworkIndex {
                 .ok_or_else(|| "dynamic port selection failed".to_string())?;
             pending_strict.push(p);
             pending_all.push(p);
-            out.push(Assigned { dynamic: true, index, value: p, host_ip });
+            out.push(Assigned {
+                dynamic: true,
+                index,
+                value: p,
+                host_ip,
+            });
         }
         for a in &out {
-            let ignore = !a.dynamic && ask.reserved_ports.get(a.index).is_some_and(|p| p.ignore_collision);
+            let ignore = !a.dynamic
+                && ask
+                    .reserved_ports
+                    .get(a.index)
+                    .is_some_and(|p| p.ignore_collision);
             if ignore {
                 insert_sorted(&mut self.loose, a.value);
             } else {
@@ -760,7 +812,11 @@ impl NetworkIndex {
             offer.cidr.clone_from(&self.cidr);
         }
         for a in assigned {
-            let list = if a.dynamic { &mut offer.dynamic_ports } else { &mut offer.reserved_ports };
+            let list = if a.dynamic {
+                &mut offer.dynamic_ports
+            } else {
+                &mut offer.reserved_ports
+            };
             if let Some(p) = list.get_mut(a.index) {
                 p.value = i64::from(a.value);
             }
@@ -785,7 +841,11 @@ impl NetworkIndex {
         let mappings = assigned
             .into_iter()
             .filter_map(|a| {
-                let list: &[Port] = if a.dynamic { &ask.dynamic_ports } else { &ask.reserved_ports };
+                let list: &[Port] = if a.dynamic {
+                    &ask.dynamic_ports
+                } else {
+                    &ask.reserved_ports
+                };
                 let port = list.get(a.index)?;
                 let value = i64::from(a.value);
                 Some(AllocatedPortMapping {
@@ -801,7 +861,11 @@ impl NetworkIndex {
     }
 
     /// Same for a legacy task-level network; returns the offered NetworkResource.
-    pub fn assign_task_network(&mut self, ask: &NetworkResource, rng: &mut Rng) -> Result<NetworkResource, String> {
+    pub fn assign_task_network(
+        &mut self,
+        ask: &NetworkResource,
+        rng: &mut Rng,
+    ) -> Result<NetworkResource, String> {
         let assigned = self.assign_ports(ask, rng)?;
         Ok(self.offer(ask, &assigned))
     }
@@ -844,12 +908,13 @@ impl DeviceAllocator {
             })
             .unwrap_or_default();
         for a in allocs.iter().filter(|a| !a.client_terminal()) {
-            let Some(ar) = &a.allocated_resources else { continue };
+            let Some(ar) = &a.allocated_resources else {
+                continue;
+            };
             for d in ar.tasks.values().flat_map(|t| t.devices.iter()) {
-                let Some((g, free)) = groups
-                    .iter_mut()
-                    .find(|(g, _)| g.vendor == d.vendor && g.device_type == d.device_type && g.name == d.name)
-                else {
+                let Some((g, free)) = groups.iter_mut().find(|(g, _)| {
+                    g.vendor == d.vendor && g.device_type == d.device_type && g.name == d.name
+                }) else {
                     continue;
                 };
                 for id in &d.device_ids {
@@ -939,10 +1004,18 @@ mod tests {
         Node {
             id: "n1".into(),
             node_resources: Some(NodeResources {
-                cpu: NodeCpuResources { cpu_shares: cpu, total_cpu_cores: 4, reservable_cpu_cores: vec![0, 1, 2, 3] },
+                cpu: NodeCpuResources {
+                    cpu_shares: cpu,
+                    total_cpu_cores: 4,
+                    reservable_cpu_cores: vec![0, 1, 2, 3],
+                },
                 memory: NodeMemoryResources { memory_mb: mem },
                 disk: NodeDiskResources { disk_mb: disk },
-                networks: vec![NetworkResource { ip: "10.0.0.5".into(), device: "eth0".into(), ..Default::default() }],
+                networks: vec![NetworkResource {
+                    ip: "10.0.0.5".into(),
+                    device: "eth0".into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }),
             ..Default::default()
@@ -954,8 +1027,14 @@ mod tests {
         tasks.insert(
             "web".to_string(),
             AllocatedTaskResources {
-                cpu: AllocatedCpuResources { cpu_shares: cpu, reserved_cores: vec![] },
-                memory: AllocatedMemoryResources { memory_mb: mem, memory_max_mb: 0 },
+                cpu: AllocatedCpuResources {
+                    cpu_shares: cpu,
+                    reserved_cores: vec![],
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb: mem,
+                    memory_max_mb: 0,
+                },
                 ..Default::default()
             },
         );
@@ -968,7 +1047,10 @@ mod tests {
             desired_status: "run".into(),
             allocated_resources: Some(AllocatedResources {
                 tasks,
-                shared: AllocatedSharedResources { disk_mb: disk, ..Default::default() },
+                shared: AllocatedSharedResources {
+                    disk_mb: disk,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
             ..Default::default()
@@ -991,7 +1073,11 @@ mod tests {
     }
 
     fn with_cores(mut a: Allocation, cores: &[i64]) -> Allocation {
-        if let Some(t) = a.allocated_resources.as_mut().and_then(|ar| ar.tasks.get_mut("web")) {
+        if let Some(t) = a
+            .allocated_resources
+            .as_mut()
+            .and_then(|ar| ar.tasks.get_mut("web"))
+        {
             t.cpu.reserved_cores = cores.to_vec();
         }
         a
@@ -999,24 +1085,39 @@ mod tests {
 
     fn reserve(n: &mut Node, cpu: i64, mem: i64, disk: i64, cores: &[i64], ports: &str) {
         n.reserved_resources = Some(NodeReservedResources {
-            cpu: NodeReservedCpu { cpu_shares: cpu, reserved_cpu_cores: cores.to_vec() },
+            cpu: NodeReservedCpu {
+                cpu_shares: cpu,
+                reserved_cpu_cores: cores.to_vec(),
+            },
             memory: NodeMemoryResources { memory_mb: mem },
             disk: NodeDiskResources { disk_mb: disk },
-            networks: NodeReservedNetwork { reserved_host_ports: ports.into() },
+            networks: NodeReservedNetwork {
+                reserved_host_ports: ports.into(),
+            },
         });
     }
 
     fn dyn_ask(n: usize) -> NetworkResource {
         NetworkResource {
             mode: "host".into(),
-            dynamic_ports: (0..n).map(|i| Port { label: format!("d{i}"), ..Default::default() }).collect(),
+            dynamic_ports: (0..n)
+                .map(|i| Port {
+                    label: format!("d{i}"),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         }
     }
 
     fn static_ask(value: i64, ignore: bool) -> NetworkResource {
         NetworkResource {
-            reserved_ports: vec![Port { label: "http".into(), value, ignore_collision: ignore, ..Default::default() }],
+            reserved_ports: vec![Port {
+                label: "http".into(),
+                value,
+                ignore_collision: ignore,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -1027,7 +1128,13 @@ mod tests {
         reserve(&mut n, 500, 1024, 2000, &[3], "22");
         assert_eq!(
             node_capacity(&n),
-            Comparable { cpu: 3500, cores: 3, memory_mb: 7168, memory_max_mb: 0, disk_mb: 8000 }
+            Comparable {
+                cpu: 3500,
+                cores: 3,
+                memory_mb: 7168,
+                memory_max_mb: 0,
+                disk_mb: 8000
+            }
         );
         // Reserved cores outside the reservable set do not reduce the count.
         reserve(&mut n, 0, 0, 0, &[9], "");
@@ -1038,16 +1145,34 @@ mod tests {
 
     #[test]
     fn comparable_arith_saturates_and_superset_names_dimension() {
-        let mut a = Comparable { cpu: i64::MAX, ..Default::default() };
-        a.add(&Comparable { cpu: 5, ..Default::default() });
+        let mut a = Comparable {
+            cpu: i64::MAX,
+            ..Default::default()
+        };
+        a.add(&Comparable {
+            cpu: 5,
+            ..Default::default()
+        });
         assert_eq!(a.cpu, i64::MAX);
-        let big = Comparable { cpu: 10, cores: 2, memory_mb: 10, memory_max_mb: 0, disk_mb: 10 };
+        let big = Comparable {
+            cpu: 10,
+            cores: 2,
+            memory_mb: 10,
+            memory_max_mb: 0,
+            disk_mb: 10,
+        };
         assert_eq!(big.superset(&big), None);
         assert_eq!(big.superset(&Comparable { cpu: 11, ..big }), Some("cpu"));
         assert_eq!(big.superset(&Comparable { cores: 3, ..big }), Some("cores"));
         assert_eq!(big.superset(&Comparable { memory_mb: 11, ..big }), Some("memory"));
         assert_eq!(big.superset(&Comparable { disk_mb: 11, ..big }), Some("disk"));
-        assert_eq!(big.superset(&Comparable { memory_max_mb: 99, ..big }), None);
+        assert_eq!(
+            big.superset(&Comparable {
+                memory_max_mb: 99,
+                ..big
+            }),
+            None
+        );
     }
 
     #[test]
@@ -1056,14 +1181,26 @@ mod tests {
         let ok = alloc("a", 500, 500, 500);
         assert_eq!(
             allocs_fit(&n, &[&ok], false),
-            Ok(Comparable { cpu: 500, cores: 0, memory_mb: 500, memory_max_mb: 0, disk_mb: 500 })
+            Ok(Comparable {
+                cpu: 500,
+                cores: 0,
+                memory_mb: 500,
+                memory_max_mb: 0,
+                disk_mb: 500
+            })
         );
         let cpu = alloc("b", 600, 100, 100);
         assert_eq!(allocs_fit(&n, &[&ok, &cpu], false), Err(Misfit::Resource("cpu")));
         let mem = alloc("c", 100, 600, 100);
-        assert_eq!(allocs_fit(&n, &[&ok, &mem], false), Err(Misfit::Resource("memory")));
+        assert_eq!(
+            allocs_fit(&n, &[&ok, &mem], false),
+            Err(Misfit::Resource("memory"))
+        );
         let disk = alloc("d", 100, 100, 600);
-        assert_eq!(allocs_fit(&n, &[&ok, &disk], false), Err(Misfit::Resource("disk")));
+        assert_eq!(
+            allocs_fit(&n, &[&ok, &disk], false),
+            Err(Misfit::Resource("disk"))
+        );
         assert_eq!(Misfit::Resource("disk").dimension(), "disk");
     }
 
@@ -1085,7 +1222,12 @@ mod tests {
             name: "g".into(),
             tasks: vec![Task {
                 name: "t".into(),
-                resources: Some(Resources { cpu: 0, cores: 4, memory_mb: 10, ..Default::default() }),
+                resources: Some(Resources {
+                    cpu: 0,
+                    cores: 4,
+                    memory_mb: 10,
+                    ..Default::default()
+                }),
                 ..Default::default()
             }],
             ..Default::default()
@@ -1113,7 +1255,11 @@ mod tests {
     fn client_terminal_allocs_are_ignored() {
         let n = node(1000, 1000, 1000);
         let a = alloc("a", 800, 800, 800);
-        for status in [client_status::COMPLETE, client_status::FAILED, client_status::LOST] {
+        for status in [
+            client_status::COMPLETE,
+            client_status::FAILED,
+            client_status::LOST,
+        ] {
             let mut b = with_ports(alloc("b", 800, 800, 800), &[(8080, false)]);
             b.client_status = status.into();
             let a2 = with_ports(a.clone(), &[(8080, false)]);
@@ -1136,23 +1282,45 @@ mod tests {
         let err = allocs_fit(&n, &[&a, &b], false).unwrap_err();
         assert_eq!(err, Misfit::Ports("reserved port collision 8080".into()));
         assert_eq!(err.dimension(), "network: reserved port collision 8080");
-        assert_eq!(NetworkIndex::new(&n).add_allocs(&[&a, &b]), Err("reserved port collision 8080".into()));
+        assert_eq!(
+            NetworkIndex::new(&n).add_allocs(&[&a, &b]),
+            Err("reserved port collision 8080".into())
+        );
         // Against the node's reserved ports.
         let c = with_ports(alloc("c", 1, 1, 0), &[(8555, false)]);
-        assert_eq!(allocs_fit(&n, &[&c], false), Err(Misfit::Ports("reserved port collision 8555".into())));
+        assert_eq!(
+            allocs_fit(&n, &[&c], false),
+            Err(Misfit::Ports("reserved port collision 8555".into()))
+        );
         assert!(NetworkIndex::new(&n).add_allocs(&[&c]).is_err());
         // Invalid port values.
         let bad = with_ports(alloc("x", 1, 1, 0), &[(70000, false)]);
-        assert_eq!(allocs_fit(&n, &[&bad], false), Err(Misfit::Ports("invalid port 70000".into())));
+        assert_eq!(
+            allocs_fit(&n, &[&bad], false),
+            Err(Misfit::Ports("invalid port 70000".into()))
+        );
         // Static ask against the node's reserved port and an alloc's port.
         let mut idx = NetworkIndex::new(&n);
         idx.add_allocs(&[&a]).unwrap_or_else(|e| panic!("{e}"));
         let mut rng = Rng::new(1);
-        assert_eq!(idx.assign_group_network(&static_ask(22, false), &mut rng).unwrap_err(), "reserved port collision 22");
-        assert!(idx.assign_group_network(&static_ask(8080, false), &mut rng).is_err());
-        assert!(idx.assign_group_network(&static_ask(9090, false), &mut rng).is_ok());
+        assert_eq!(
+            idx.assign_group_network(&static_ask(22, false), &mut rng)
+                .unwrap_err(),
+            "reserved port collision 22"
+        );
+        assert!(
+            idx.assign_group_network(&static_ask(8080, false), &mut rng)
+                .is_err()
+        );
+        assert!(
+            idx.assign_group_network(&static_ask(9090, false), &mut rng)
+                .is_ok()
+        );
         // ...and now 9090 is taken in the index.
-        assert!(idx.assign_group_network(&static_ask(9090, false), &mut rng).is_err());
+        assert!(
+            idx.assign_group_network(&static_ask(9090, false), &mut rng)
+                .is_err()
+        );
     }
 
     #[test]
@@ -1194,14 +1362,19 @@ mod tests {
             let mut rng = Rng::new(seed);
             let mut out = Vec::new();
             for _ in 0..1000 {
-                let (offer, maps) = idx.assign_group_network(&dyn_ask(1), &mut rng).unwrap_or_else(|e| panic!("{e}"));
+                let (offer, maps) = idx
+                    .assign_group_network(&dyn_ask(1), &mut rng)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 assert_eq!(offer.dynamic_ports[0].value, maps[0].value);
                 out.push(maps[0].value);
             }
             out
         };
         let ports = run(42);
-        assert!(ports.iter().all(|&p| (25101..=27000).contains(&p)), "out of range");
+        assert!(
+            ports.iter().all(|&p| (25101..=27000).contains(&p)),
+            "out of range"
+        );
         let mut sorted = ports.clone();
         sorted.sort_unstable();
         sorted.dedup();
@@ -1215,7 +1388,9 @@ mod tests {
         let n = node(4000, 4000, 4000);
         let mut idx = NetworkIndex::new(&n);
         let mut rng = Rng::new(9);
-        let (offer, maps) = idx.assign_group_network(&dyn_ask(50), &mut rng).unwrap_or_else(|e| panic!("{e}"));
+        let (offer, maps) = idx
+            .assign_group_network(&dyn_ask(50), &mut rng)
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut v: Vec<i64> = maps.iter().map(|m| m.value).collect();
         assert!(v.iter().all(|p| (20000..=32000).contains(p)));
         v.sort_unstable();
@@ -1233,15 +1408,23 @@ mod tests {
             r.min_dynamic_port = 30000;
             r.max_dynamic_port = 30004;
         }
-        let used = with_ports(alloc("a", 1, 1, 0), &[(30000, false), (30001, false), (30003, false)]);
+        let used = with_ports(
+            alloc("a", 1, 1, 0),
+            &[(30000, false), (30001, false), (30003, false)],
+        );
         let loose = with_ports(alloc("b", 1, 1, 0), &[(30004, true)]);
         for seed in 0..50 {
             let mut idx = NetworkIndex::new(&n);
             idx.add_allocs(&[&used, &loose]).unwrap_or_else(|e| panic!("{e}"));
             let mut rng = Rng::new(seed);
-            let (_, maps) = idx.assign_group_network(&dyn_ask(1), &mut rng).unwrap_or_else(|e| panic!("{e}"));
+            let (_, maps) = idx
+                .assign_group_network(&dyn_ask(1), &mut rng)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(maps[0].value, 30002);
-            assert_eq!(idx.assign_group_network(&dyn_ask(1), &mut rng).unwrap_err(), "dynamic port selection failed");
+            assert_eq!(
+                idx.assign_group_network(&dyn_ask(1), &mut rng).unwrap_err(),
+                "dynamic port selection failed"
+            );
         }
         // Two ports asked, one free: fails and records nothing.
         let mut idx = NetworkIndex::new(&n);
@@ -1265,46 +1448,81 @@ mod tests {
         }
         let ask = NetworkResource {
             mode: "bridge".into(),
-            reserved_ports: vec![Port { label: "a".into(), value: 8080, to: -1, ..Default::default() }],
+            reserved_ports: vec![Port {
+                label: "a".into(),
+                value: 8080,
+                to: -1,
+                ..Default::default()
+            }],
             dynamic_ports: vec![
-                Port { label: "b".into(), to: 0, ..Default::default() },
-                Port { label: "c".into(), to: 9000, host_network: "public".into(), ..Default::default() },
+                Port {
+                    label: "b".into(),
+                    to: 0,
+                    ..Default::default()
+                },
+                Port {
+                    label: "c".into(),
+                    to: 9000,
+                    host_network: "public".into(),
+                    ..Default::default()
+                },
             ],
             ..Default::default()
         };
         let mut idx = NetworkIndex::new(&n);
         let mut rng = Rng::new(5);
-        let (offer, maps) = idx.assign_group_network(&ask, &mut rng).unwrap_or_else(|e| panic!("{e}"));
+        let (offer, maps) = idx
+            .assign_group_network(&ask, &mut rng)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(offer.mode, "bridge");
         assert_eq!(maps.len(), 3);
-        assert_eq!((maps[0].label.as_str(), maps[0].value, maps[0].to), ("a", 8080, 8080));
+        assert_eq!(
+            (maps[0].label.as_str(), maps[0].value, maps[0].to),
+            ("a", 8080, 8080)
+        );
         assert_eq!(maps[1].to, 0);
         assert_eq!(maps[2].to, 9000);
         assert_eq!(maps[2].host_ip, "203.0.113.7");
         assert_eq!(maps[0].host_ip, "10.0.0.5");
         // Host-network reserved ports are reserved node-wide.
-        assert!(idx.assign_group_network(&static_ask(443, false), &mut rng).is_err());
+        assert!(
+            idx.assign_group_network(&static_ask(443, false), &mut rng)
+                .is_err()
+        );
         let unknown = NetworkResource {
-            dynamic_ports: vec![Port { label: "x".into(), host_network: "nope".into(), ..Default::default() }],
+            dynamic_ports: vec![Port {
+                label: "x".into(),
+                host_network: "nope".into(),
+                ..Default::default()
+            }],
             ..Default::default()
         };
         assert!(idx.assign_group_network(&unknown, &mut rng).is_err());
         // Legacy task network.
-        let t = idx.assign_task_network(&dyn_ask(2), &mut rng).unwrap_or_else(|e| panic!("{e}"));
+        let t = idx
+            .assign_task_network(&dyn_ask(2), &mut rng)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(t.dynamic_ports.iter().all(|p| p.value >= 20000));
         assert_eq!(t.ip, "10.0.0.5");
     }
 
     #[test]
     fn parse_port_list_ignores_bad_pieces() {
-        assert_eq!(parse_port_list("22, 80,8500-8502"), vec![22, 80, 8500, 8501, 8502]);
+        assert_eq!(
+            parse_port_list("22, 80,8500-8502"),
+            vec![22, 80, 8500, 8501, 8502]
+        );
         assert_eq!(parse_port_list("x,0,70000,10-5,5-6,6,,  "), vec![5, 6]);
         assert!(parse_port_list("").is_empty());
     }
 
     fn gpu_node() -> Node {
         let mut n = node(4000, 4000, 4000);
-        let inst = |id: &str, healthy: bool| NodeDevice { id: id.into(), healthy, ..Default::default() };
+        let inst = |id: &str, healthy: bool| NodeDevice {
+            id: id.into(),
+            healthy,
+            ..Default::default()
+        };
         if let Some(r) = n.node_resources.as_mut() {
             r.devices = vec![
                 NodeDeviceResource {
@@ -1327,11 +1545,19 @@ mod tests {
     }
 
     fn req(name: &str, count: i64) -> RequestedDevice {
-        RequestedDevice { name: name.into(), count, ..Default::default() }
+        RequestedDevice {
+            name: name.into(),
+            count,
+            ..Default::default()
+        }
     }
 
     fn with_device(mut a: Allocation, d: AllocatedDeviceResource) -> Allocation {
-        if let Some(t) = a.allocated_resources.as_mut().and_then(|ar| ar.tasks.get_mut("web")) {
+        if let Some(t) = a
+            .allocated_resources
+            .as_mut()
+            .and_then(|ar| ar.tasks.get_mut("web"))
+        {
             t.devices.push(d);
         }
         a
@@ -1344,7 +1570,9 @@ mod tests {
         assert_eq!(da.available("gpu"), 2);
         let d = da.assign(&req("gpu", 1)).unwrap_or_else(|| panic!("no gpu"));
         assert_eq!(d.device_ids, vec!["g0"]);
-        let d2 = da.assign(&req("nvidia/gpu", 1)).unwrap_or_else(|| panic!("no gpu"));
+        let d2 = da
+            .assign(&req("nvidia/gpu", 1))
+            .unwrap_or_else(|| panic!("no gpu"));
         assert_eq!(d2.device_ids, vec!["g2"]);
         // g1 is unhealthy: nothing left.
         assert!(da.assign(&req("nvidia/gpu/1080ti", 1)).is_none());
@@ -1352,7 +1580,10 @@ mod tests {
         let holder = with_device(alloc("a", 1, 1, 0), d.clone());
         let mut da = DeviceAllocator::new(&n, &[&holder]);
         assert!(da.assign(&req("gpu", 2)).is_none());
-        assert_eq!(da.assign(&req("gpu", 1)).map(|d| d.device_ids), Some(vec!["g2".to_string()]));
+        assert_eq!(
+            da.assign(&req("gpu", 1)).map(|d| d.device_ids),
+            Some(vec!["g2".to_string()])
+        );
         // A terminal holder frees it.
         let mut gone = holder.clone();
         gone.client_status = client_status::FAILED.into();
@@ -1366,11 +1597,24 @@ mod tests {
         let mut da = DeviceAllocator::new(&n, &[]);
         assert!(da.assign(&req("amd/gpu", 1)).is_none());
         assert!(da.assign(&req("nvidia/gpu/titan", 1)).is_none());
-        assert!(da.assign(&req("fpga", 1)).is_some_and(|d| d.vendor == "intel" && d.name == "arria"));
+        assert!(
+            da.assign(&req("fpga", 1))
+                .is_some_and(|d| d.vendor == "intel" && d.name == "arria")
+        );
         assert!(device_name_matches("gpu", "nvidia", "gpu", "1080ti"));
         assert!(device_name_matches("nvidia/gpu", "nvidia", "gpu", "1080ti"));
-        assert!(device_name_matches("nvidia/gpu/1080ti", "nvidia", "gpu", "1080ti"));
-        assert!(!device_name_matches("nvidia/gpu/1080ti/x", "nvidia", "gpu", "1080ti"));
+        assert!(device_name_matches(
+            "nvidia/gpu/1080ti",
+            "nvidia",
+            "gpu",
+            "1080ti"
+        ));
+        assert!(!device_name_matches(
+            "nvidia/gpu/1080ti/x",
+            "nvidia",
+            "gpu",
+            "1080ti"
+        ));
         assert!(!device_name_matches("", "nvidia", "gpu", "1080ti"));
         let mut da = DeviceAllocator::new(&n, &[]);
         assert!(da.assign_where(&req("gpu", 1), |g| g.name == "other").is_none());
@@ -1387,7 +1631,10 @@ mod tests {
         };
         let a = with_device(alloc("a", 1, 1, 0), dev(&["g0"]));
         let b = with_device(alloc("b", 1, 1, 0), dev(&["g0"]));
-        assert_eq!(allocs_fit(&n, &[&a, &b], true), Err(Misfit::Devices("nvidia/gpu/1080ti".into())));
+        assert_eq!(
+            allocs_fit(&n, &[&a, &b], true),
+            Err(Misfit::Devices("nvidia/gpu/1080ti".into()))
+        );
         assert!(allocs_fit(&n, &[&a, &b], false).is_ok());
         // A new placement on an unhealthy or unknown instance is rejected...
         let sick = with_device(alloc("c", 1, 1, 0), dev(&["g1"]));
@@ -1398,14 +1645,20 @@ mod tests {
         let mut old = sick.clone();
         old.create_index = 7;
         assert!(allocs_fit(&n, &[&old, &a], true).is_ok());
-        assert_eq!(Misfit::Devices("nvidia/gpu".into()).dimension(), "devices: nvidia/gpu");
+        assert_eq!(
+            Misfit::Devices("nvidia/gpu".into()).dimension(),
+            "devices: nvidia/gpu"
+        );
     }
 
     #[test]
     fn group_ask_sums_tasks_and_lifecycles() {
         let task = |name: &str, cpu: i64, mem: i64, hook: Option<(&str, bool)>| Task {
             name: name.into(),
-            lifecycle: hook.map(|(h, s)| TaskLifecycle { hook: h.into(), sidecar: s }),
+            lifecycle: hook.map(|(h, s)| TaskLifecycle {
+                hook: h.into(),
+                sidecar: s,
+            }),
             resources: Some(Resources {
                 cpu,
                 memory_mb: mem,
@@ -1418,12 +1671,21 @@ mod tests {
         let tg = TaskGroup {
             name: "g".into(),
             tasks: vec![task("a", 100, 100, None), task("b", 200, 50, None)],
-            ephemeral_disk: Some(EphemeralDisk { size_mb: 300, ..Default::default() }),
+            ephemeral_disk: Some(EphemeralDisk {
+                size_mb: 300,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert_eq!(
             group_ask(&tg, false),
-            Comparable { cpu: 300, cores: 0, memory_mb: 170, memory_max_mb: 0, disk_mb: 300 }
+            Comparable {
+                cpu: 300,
+                cores: 0,
+                memory_mb: 170,
+                memory_max_mb: 0,
+                disk_mb: 300
+            }
         );
         assert_eq!(group_ask(&tg, true).memory_max_mb, 300);
         // An init task bigger than the mains counts once, as the max; a sidecar adds up.
@@ -1452,15 +1714,24 @@ mod tests {
             tasks.insert(
                 t.name.clone(),
                 AllocatedTaskResources {
-                    cpu: AllocatedCpuResources { cpu_shares: r.cpu, reserved_cores: vec![] },
-                    memory: AllocatedMemoryResources { memory_mb: r.memory_mb + 10, memory_max_mb: 0 },
+                    cpu: AllocatedCpuResources {
+                        cpu_shares: r.cpu,
+                        reserved_cores: vec![],
+                    },
+                    memory: AllocatedMemoryResources {
+                        memory_mb: r.memory_mb + 10,
+                        memory_max_mb: 0,
+                    },
                     ..Default::default()
                 },
             );
         }
         a.allocated_resources = Some(AllocatedResources {
             tasks,
-            shared: AllocatedSharedResources { disk_mb: 300, ..Default::default() },
+            shared: AllocatedSharedResources {
+                disk_mb: 300,
+                ..Default::default()
+            },
             ..Default::default()
         });
         assert_eq!(alloc_usage(&a), group_ask(&tg2, false));
@@ -1474,7 +1745,10 @@ mod tests {
             r.max_dynamic_port = -3;
         }
         reserve(&mut n, i64::MAX, i64::MAX, i64::MIN, &[-1, 99], "65535,1-65535");
-        let a = with_ports(alloc("a", i64::MAX, i64::MAX, i64::MAX), &[(-1, false), (0, false)]);
+        let a = with_ports(
+            alloc("a", i64::MAX, i64::MAX, i64::MAX),
+            &[(-1, false), (0, false)],
+        );
         let _ = allocs_fit(&n, &[&a, &a], true);
         let mut idx = NetworkIndex::new(&n);
         let _ = idx.add_allocs(&[&a]);

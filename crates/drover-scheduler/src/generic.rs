@@ -21,12 +21,12 @@ use drover_types::eval::{DesiredUpdates, PlanAnnotations, eval_status};
 use drover_types::job::TaskGroup;
 use drover_types::{Allocation, Evaluation, Job, Plan};
 
+use crate::Env;
 use crate::reconcile::{self, PlacementRequest, ReconcileInput, UpdateType};
 use crate::rng::Rng;
 use crate::stack::{SelectOptions, Stack};
 use crate::state::{Planner, SchedulerError, State};
 use crate::util;
-use crate::Env;
 
 /// Triggers the generic scheduler accepts (everything but `scheduled`).
 const TRIGGERS: &[&str] = &[
@@ -60,7 +60,10 @@ pub fn process(
     if !TRIGGERS.contains(&eval.triggered_by.as_str()) {
         let mut e = eval.clone();
         e.status = eval_status::FAILED.into();
-        e.status_description = format!("scheduler cannot handle '{}' evaluation reason", eval.triggered_by);
+        e.status_description = format!(
+            "scheduler cannot handle '{}' evaluation reason",
+            eval.triggered_by
+        );
         return planner.update_eval(e);
     }
     let limit = if batch { 2 } else { 5 };
@@ -96,7 +99,12 @@ pub fn process(
     final_eval.snapshot_index = run.state.latest_index();
     if !done {
         // Too many rejected plans: leave a blocked eval so the work is not lost.
-        let blocked = run.new_eval(env, "max-plan-attempts", eval_status::BLOCKED, "created due to placement conflicts");
+        let blocked = run.new_eval(
+            env,
+            "max-plan-attempts",
+            eval_status::BLOCKED,
+            "created due to placement conflicts",
+        );
         planner.create_eval(blocked.clone())?;
         final_eval.status = eval_status::FAILED.into();
         final_eval.status_description = format!("maximum attempts reached ({limit})");
@@ -150,7 +158,9 @@ impl Run<'_> {
             eval_type: self.eval.eval_type.clone(),
             triggered_by: trigger.into(),
             job_id: self.eval.job_id.clone(),
-            job_modify_index: job.map(|j| j.job_modify_index).unwrap_or(self.eval.job_modify_index),
+            job_modify_index: job
+                .map(|j| j.job_modify_index)
+                .unwrap_or(self.eval.job_modify_index),
             status: status.into(),
             status_description: description.into(),
             previous_eval: self.eval.id.clone(),
@@ -179,18 +189,35 @@ impl Run<'_> {
         let deployment = if self.batch {
             None
         } else {
-            state.latest_deployment(&eval.namespace, &eval.job_id).map(|d| (*d).clone())
+            state
+                .latest_deployment(&eval.namespace, &eval.job_id)
+                .map(|d| (*d).clone())
         };
         let allocs = state.allocs_by_job(&eval.namespace, &eval.job_id);
         let tainted = reconcile::tainted_nodes(&allocs, &|id| state.node(id));
 
-        let stack_job = job.clone().unwrap_or_else(|| Arc::new(Job { id: eval.job_id.clone(), ..Default::default() }));
-        let mut stack = Stack::new(stack_job.clone(), &config, self.batch, Rng::for_eval(&eval.id, state.latest_index()));
+        let stack_job = job.clone().unwrap_or_else(|| {
+            Arc::new(Job {
+                id: eval.job_id.clone(),
+                ..Default::default()
+            })
+        });
+        let mut stack = Stack::new(
+            stack_job.clone(),
+            &config,
+            self.batch,
+            Rng::for_eval(&eval.id, state.latest_index()),
+        );
         let (nodes, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
         stack.set_nodes(nodes, true);
 
         // In-place vs destructive, checked on the allocation's own node (§7.4).
-        let mut inplace_stack = Stack::new(stack_job.clone(), &config, self.batch, Rng::for_eval(&eval.id, state.latest_index()));
+        let mut inplace_stack = Stack::new(
+            stack_job.clone(),
+            &config,
+            self.batch,
+            Rng::for_eval(&eval.id, state.latest_index()),
+        );
         let mut update_fn = |existing: &Allocation, new_job: &Job, tg: &TaskGroup| -> UpdateType {
             let old_job = match &existing.job {
                 Some(j) => j.clone(),
@@ -205,7 +232,9 @@ impl Run<'_> {
             if existing.terminal() {
                 return UpdateType::Ignore;
             }
-            let Some(node) = state.node(&existing.node_id) else { return UpdateType::Destructive };
+            let Some(node) = state.node(&existing.node_id) else {
+                return UpdateType::Destructive;
+            };
             if !crate::feasible::datacenter_matches(&new_job.datacenters, &node.datacenter)
                 || !crate::feasible::node_pool_matches(&new_job.node_pool, &node.node_pool)
             {
@@ -214,7 +243,8 @@ impl Run<'_> {
             // Stage the stop of the existing alloc so its own resources do not count against it.
             let mut staged = Plan::default();
             util::plan_stop(&mut staged, existing, "", None, None);
-            let (option, _) = inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
+            let (option, _) =
+                inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
             if option.is_none() {
                 return UpdateType::Destructive;
             }
@@ -244,15 +274,30 @@ impl Run<'_> {
             .deployment
             .as_ref()
             .map(|d| d.id.clone())
-            .or_else(|| deployment.as_ref().filter(|d| crate::harness::deployment_active(d)).map(|d| d.id.clone()))
+            .or_else(|| {
+                deployment
+                    .as_ref()
+                    .filter(|d| crate::harness::deployment_active(d))
+                    .map(|d| d.id.clone())
+            })
             .unwrap_or_default();
         if !self.batch {
             self.deployment_id = deployment_id.clone();
         }
         for s in &results.stop {
-            util::plan_stop(&mut plan, &s.alloc, &s.description, s.client_status.as_deref(), s.followup_eval_id.as_deref());
+            util::plan_stop(
+                &mut plan,
+                &s.alloc,
+                &s.description,
+                s.client_status.as_deref(),
+                s.followup_eval_id.as_deref(),
+            );
         }
-        for (_, a) in results.disconnect_updates.iter().chain(results.reconnect_updates.iter()) {
+        for (_, a) in results
+            .disconnect_updates
+            .iter()
+            .chain(results.reconnect_updates.iter())
+        {
             util::plan_alloc(&mut plan, a.clone());
         }
         for a in &results.inplace_update {
@@ -279,7 +324,9 @@ impl Run<'_> {
             let preempt_allowed = config.preemption_enabled(&job.job_type);
             let mut failed_groups: HashSet<String> = self.failed.keys().cloned().collect();
             for (p, destructive) in work {
-                let Some(tg) = job.group(&p.task_group) else { continue };
+                let Some(tg) = job.group(&p.task_group) else {
+                    continue;
+                };
                 *self.queued.entry(tg.name.clone()).or_default() += 1;
                 if failed_groups.contains(&tg.name) {
                     if let Some(m) = self.failed.get_mut(&tg.name) {
@@ -287,12 +334,16 @@ impl Run<'_> {
                     }
                     continue;
                 }
-                let mut opts = SelectOptions { alloc_name: p.name.clone(), ..Default::default() };
+                let mut opts = SelectOptions {
+                    alloc_name: p.name.clone(),
+                    ..Default::default()
+                };
                 if let Some(prev) = &p.previous_alloc {
                     if p.reschedule {
                         opts.penalty_nodes.insert(prev.node_id.clone());
                         if let Some(t) = &prev.reschedule_tracker {
-                            opts.penalty_nodes.extend(t.events.iter().map(|e| e.prev_node_id.clone()));
+                            opts.penalty_nodes
+                                .extend(t.events.iter().map(|e| e.prev_node_id.clone()));
                         }
                     }
                     let sticky = tg.ephemeral_disk.as_ref().is_some_and(|d| d.sticky || d.migrate);
@@ -303,7 +354,13 @@ impl Run<'_> {
                         opts.preferred_nodes.push(n);
                     }
                     if destructive {
-                        util::plan_stop(&mut plan, prev, "alloc is being updated due to job update", None, None);
+                        util::plan_stop(
+                            &mut plan,
+                            prev,
+                            "alloc is being updated due to job update",
+                            None,
+                            None,
+                        );
                     }
                 }
                 let (mut option, mut metrics) = stack.select(state.as_ref(), &plan, tg, &opts);
@@ -347,7 +404,10 @@ impl Run<'_> {
                     alloc.deployment_id = deployment_id.clone();
                 }
                 if p.canary {
-                    alloc.deployment_status = Some(AllocDeploymentStatus { canary: true, ..Default::default() });
+                    alloc.deployment_status = Some(AllocDeploymentStatus {
+                        canary: true,
+                        ..Default::default()
+                    });
                 }
                 if let Some(prev) = &p.previous_alloc {
                     alloc.previous_allocation = prev.id.clone();
@@ -371,7 +431,12 @@ impl Run<'_> {
 
         // Failed placements leave a blocked eval (once per evaluation).
         if !self.failed.is_empty() && eval.status != eval_status::BLOCKED && self.blocked.is_none() {
-            let b = self.new_eval(env, "queued-allocs", eval_status::BLOCKED, "created to place remaining allocations");
+            let b = self.new_eval(
+                env,
+                "queued-allocs",
+                eval_status::BLOCKED,
+                "created to place remaining allocations",
+            );
             self.blocked = Some(b.id.clone());
             planner.create_eval(b)?;
         }
@@ -385,8 +450,16 @@ impl Run<'_> {
             }
         }
 
-        let preempted_stubs = plan.node_preemptions.values().flatten().map(|a| a.stub(false, false)).collect();
-        self.annotations = Some(PlanAnnotations { desired_tg_updates: desired.clone(), preempted_allocs: preempted_stubs });
+        let preempted_stubs = plan
+            .node_preemptions
+            .values()
+            .flatten()
+            .map(|a| a.stub(false, false))
+            .collect();
+        self.annotations = Some(PlanAnnotations {
+            desired_tg_updates: desired.clone(),
+            preempted_allocs: preempted_stubs,
+        });
         if eval.annotate_plan {
             plan.annotations = self.annotations.clone();
         }
@@ -412,7 +485,10 @@ impl Run<'_> {
             self.failed.clear();
             return Ok((false, progress));
         }
-        let full = plan.node_allocation.iter().all(|(n, v)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(v.len()));
+        let full = plan
+            .node_allocation
+            .iter()
+            .all(|(n, v)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(v.len()));
         if !full {
             return Err(SchedulerError::PartialCommitWithoutRefresh);
         }
@@ -422,7 +498,11 @@ impl Run<'_> {
 
 fn reschedule_tracker(prev: &Allocation, tg: &TaskGroup, now: i64) -> RescheduleTracker {
     let policy = tg.reschedule_policy.clone().unwrap_or_default();
-    let mut events: Vec<RescheduleEvent> = prev.reschedule_tracker.as_ref().map(|t| t.events.clone()).unwrap_or_default();
+    let mut events: Vec<RescheduleEvent> = prev
+        .reschedule_tracker
+        .as_ref()
+        .map(|t| t.events.clone())
+        .unwrap_or_default();
     if policy.attempts() > 0 {
         let window = policy.interval();
         events.retain(|e| now - e.reschedule_time <= window);
@@ -436,10 +516,16 @@ fn reschedule_tracker(prev: &Allocation, tg: &TaskGroup, now: i64) -> Reschedule
         prev_node_id: prev.node_id.clone(),
         delay: reconcile::next_delay(prev, &policy, now),
     });
-    RescheduleTracker { events, last_reschedule: "ok".into() }
+    RescheduleTracker {
+        events,
+        last_reschedule: "ok".into(),
+    }
 }
 
 /// Per-group counts of desired updates (for tests and `job plan`).
 pub fn annotations_of(eval: &Evaluation) -> BTreeMap<String, DesiredUpdates> {
-    eval.plan_annotations.as_ref().map(|a| a.desired_tg_updates.clone()).unwrap_or_default()
+    eval.plan_annotations
+        .as_ref()
+        .map(|a| a.desired_tg_updates.clone())
+        .unwrap_or_default()
 }

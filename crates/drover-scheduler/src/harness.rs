@@ -42,7 +42,10 @@ pub struct MemState {
 impl MemState {
     /// An empty state at index 1 with the default scheduler configuration.
     pub fn new() -> Self {
-        MemState { index: 1, ..Default::default() }
+        MemState {
+            index: 1,
+            ..Default::default()
+        }
     }
 
     fn bump(&mut self) -> u64 {
@@ -72,7 +75,8 @@ impl MemState {
         job.modify_index = i;
         let j = Arc::new(job);
         self.jobs.insert((j.namespace.clone(), j.id.clone()), j.clone());
-        self.job_versions.insert((j.namespace.clone(), j.id.clone(), j.version), j.clone());
+        self.job_versions
+            .insert((j.namespace.clone(), j.id.clone(), j.version), j.clone());
         j
     }
 
@@ -100,7 +104,10 @@ impl MemState {
             }
         }
         self.by_node.entry(a.node_id.clone()).or_default().push(a.clone());
-        self.by_job.entry((a.namespace.clone(), a.job_id.clone())).or_default().push(a);
+        self.by_job
+            .entry((a.namespace.clone(), a.job_id.clone()))
+            .or_default()
+            .push(a);
     }
 
     /// Adds or replaces a deployment.
@@ -127,7 +134,11 @@ impl MemState {
         let idx = self.bump();
         for allocs in plan.node_update.values() {
             for stop in allocs {
-                let mut a = self.allocs.get(&stop.id).map(|a| (**a).clone()).unwrap_or_else(|| stop.clone());
+                let mut a = self
+                    .allocs
+                    .get(&stop.id)
+                    .map(|a| (**a).clone())
+                    .unwrap_or_else(|| stop.clone());
                 a.desired_status = desired_status::STOP.into();
                 a.desired_description = stop.desired_description.clone();
                 if !stop.client_status.is_empty() {
@@ -216,7 +227,10 @@ impl State for MemState {
         self.nodes.get(id).cloned()
     }
     fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
-        self.by_job.get(&(namespace.to_string(), job_id.to_string())).cloned().unwrap_or_default()
+        self.by_job
+            .get(&(namespace.to_string(), job_id.to_string()))
+            .cloned()
+            .unwrap_or_default()
     }
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
         self.by_node.get(node_id).cloned().unwrap_or_default()
@@ -228,7 +242,9 @@ impl State for MemState {
         self.jobs.get(&(namespace.to_string(), id.to_string())).cloned()
     }
     fn job_by_version(&self, namespace: &str, id: &str, version: u64) -> Option<Arc<Job>> {
-        self.job_versions.get(&(namespace.to_string(), id.to_string(), version)).cloned()
+        self.job_versions
+            .get(&(namespace.to_string(), id.to_string(), version))
+            .cloned()
     }
     fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<Arc<Deployment>> {
         self.deployments
@@ -289,7 +305,10 @@ pub struct Harness {
 impl Harness {
     /// A harness over a state.
     pub fn new(state: MemState) -> Self {
-        Harness { state, ..Default::default() }
+        Harness {
+            state,
+            ..Default::default()
+        }
     }
 
     /// The last evaluation update (the final status of a processed eval).
@@ -317,7 +336,11 @@ impl Harness {
             let mut proposed: Vec<&Allocation> = existing
                 .iter()
                 .map(|a| a.as_ref())
-                .filter(|a| !a.terminal() && !stops.contains(&a.id.as_str()) && !placements.iter().any(|p| p.id == a.id))
+                .filter(|a| {
+                    !a.terminal()
+                        && !stops.contains(&a.id.as_str())
+                        && !placements.iter().any(|p| p.id == a.id)
+                })
                 .collect();
             proposed.extend(placements.iter());
             let fits = node.ready() || placements.iter().all(|p| existing.iter().any(|e| e.id == p.id));
@@ -345,11 +368,20 @@ impl Planner for Harness {
         match self.commit {
             Commit::All => {
                 let result = self.state.apply_plan(&plan);
-                Ok(Submitted { result, refreshed: None })
+                Ok(Submitted {
+                    result,
+                    refreshed: None,
+                })
             }
             Commit::Reject => {
-                let result = PlanResult { refresh_index: self.state.latest_index(), ..Default::default() };
-                Ok(Submitted { result, refreshed: Some(Arc::new(self.state.clone())) })
+                let result = PlanResult {
+                    refresh_index: self.state.latest_index(),
+                    ..Default::default()
+                };
+                Ok(Submitted {
+                    result,
+                    refreshed: Some(Arc::new(self.state.clone())),
+                })
             }
             Commit::Verify => {
                 let (accepted, rejected) = self.verify(&plan);
@@ -357,9 +389,15 @@ impl Planner for Harness {
                 if !rejected.is_empty() {
                     result.rejected_nodes = rejected;
                     result.refresh_index = self.state.latest_index();
-                    return Ok(Submitted { result, refreshed: Some(Arc::new(self.state.clone())) });
+                    return Ok(Submitted {
+                        result,
+                        refreshed: Some(Arc::new(self.state.clone())),
+                    });
                 }
-                Ok(Submitted { result, refreshed: None })
+                Ok(Submitted {
+                    result,
+                    refreshed: None,
+                })
             }
         }
     }
@@ -387,6 +425,11 @@ impl Planner for Harness {
 pub fn deployment_active(d: &Deployment) -> bool {
     matches!(
         d.status.as_str(),
-        deployment_status::RUNNING | deployment_status::PAUSED | "pending" | "initializing" | "blocked" | "unblocking"
+        deployment_status::RUNNING
+            | deployment_status::PAUSED
+            | "pending"
+            | "initializing"
+            | "blocked"
+            | "unblocking"
     )
 }

@@ -24,20 +24,20 @@
 //! # Where to start
 //! [`process`], then [`generic::process`] and [`stack::Stack::select`].
 
-// pub mod core; (enabled once the leaf modules land)
+pub mod core;
 pub mod feasible;
 pub mod fit;
-// pub mod generic; (enabled once the leaf modules land)
-// pub mod harness; (enabled once the leaf modules land)
+pub mod generic;
+pub mod harness;
 pub mod preempt;
-// pub mod rank; (enabled once the leaf modules land)
+pub mod rank;
 pub mod reconcile;
 pub mod reconcile_node;
 pub mod rng;
-// pub mod stack; (enabled once the leaf modules land)
+pub mod stack;
 pub mod state;
-// pub mod system; (enabled once the leaf modules land)
-// pub mod util; (enabled once the leaf modules land)
+pub mod system;
+pub mod util;
 
 use std::sync::Arc;
 
@@ -63,11 +63,16 @@ impl std::fmt::Debug for Env<'_> {
 
 /// Processes one evaluation with the scheduler its type names.
 pub fn process(
-    _state: Arc<dyn State + Send + Sync>,
-    _planner: &mut dyn Planner,
+    state: Arc<dyn State + Send + Sync>,
+    planner: &mut dyn Planner,
     eval: &Evaluation,
-    _env: &mut Env<'_>,
+    env: &mut Env<'_>,
 ) -> Result<(), SchedulerError> {
-    let _ = job_type::SERVICE;
-    Err(SchedulerError::UnknownScheduler(eval.eval_type.clone()))
+    match eval.eval_type.as_str() {
+        job_type::SERVICE => generic::process(state, planner, eval, false, env),
+        job_type::BATCH => generic::process(state, planner, eval, true, env),
+        job_type::SYSTEM => system::process(state, planner, eval, false, env),
+        job_type::SYSBATCH => system::process(state, planner, eval, true, env),
+        other => Err(SchedulerError::UnknownScheduler(other.to_string())),
+    }
 }

@@ -21,8 +21,17 @@ use crate::fit::Comparable;
 pub const MAX_FITNESS: f64 = 18.0;
 
 fn free_fractions(capacity: &Comparable, used: &Comparable) -> (f64, f64) {
-    let frac = |used: i64, cap: i64| if cap <= 0 { 0.0 } else { 1.0 - (used as f64 / cap as f64) };
-    (frac(used.cpu, capacity.cpu), frac(used.memory_mb, capacity.memory_mb))
+    let frac = |used: i64, cap: i64| {
+        if cap <= 0 {
+            0.0
+        } else {
+            1.0 - (used as f64 / cap as f64)
+        }
+    };
+    (
+        frac(used.cpu, capacity.cpu),
+        frac(used.memory_mb, capacity.memory_mb),
+    )
 }
 
 /// Bin-packing fitness in [0, 18]: `20 − (10^free_cpu + 10^free_mem)`. Fuller nodes score higher.
@@ -98,7 +107,11 @@ fn even_boost(value: &str, counts: &SpreadCounts) -> f64 {
     let min = counts.counts.values().copied().min().unwrap_or(0).min(current);
     let max = counts.counts.values().copied().max().unwrap_or(0).max(current);
     if current != min {
-        return if min == 0 { -1.0 } else { (min - current) as f64 / min as f64 };
+        return if min == 0 {
+            -1.0
+        } else {
+            (min - current) as f64 / min as f64
+        };
     }
     if min == max {
         return -1.0;
@@ -122,13 +135,21 @@ mod tests {
     use super::*;
 
     fn cap() -> Comparable {
-        Comparable { cpu: 1000, memory_mb: 1000, ..Default::default() }
+        Comparable {
+            cpu: 1000,
+            memory_mb: 1000,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn binpack_prefers_full_nodes_and_spread_empty_ones() {
         let empty = Comparable::default();
-        let half = Comparable { cpu: 500, memory_mb: 500, ..Default::default() };
+        let half = Comparable {
+            cpu: 500,
+            memory_mb: 500,
+            ..Default::default()
+        };
         let full = cap();
         assert_eq!(binpack_fitness(&cap(), &empty), 0.0);
         assert_eq!(binpack_fitness(&cap(), &full), 18.0);

@@ -19,7 +19,11 @@ impl Rng {
     /// state (new index) therefore gives a retry a different node order.
     pub fn for_eval(eval_id: &str, state_index: u64) -> Self {
         let hex: String = eval_id.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-        let tail = if hex.len() >= 16 { &hex[hex.len() - 16..] } else { hex.as_str() };
+        let tail = if hex.len() >= 16 {
+            &hex[hex.len() - 16..]
+        } else {
+            hex.as_str()
+        };
         let v = u64::from_str_radix(tail, 16).unwrap_or(0);
         Rng::new((v ^ state_index) >> 2)
     }
@@ -72,7 +76,10 @@ mod tests {
     #[test]
     fn eval_seed_changes_with_index() {
         let id = "5a6b7c8d-0000-4000-8000-0123456789ab";
-        assert_ne!(Rng::for_eval(id, 10).next_u64(), Rng::for_eval(id, 11 << 2).next_u64());
+        assert_ne!(
+            Rng::for_eval(id, 10).next_u64(),
+            Rng::for_eval(id, 11 << 2).next_u64()
+        );
         let mut v: Vec<u32> = (0..10).collect();
         Rng::for_eval(id, 10).shuffle(&mut v);
         let mut sorted = v.clone();

@@ -29,14 +29,14 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use drover_types::alloc::{
-    AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources, AllocatedSharedResources,
-    AllocatedTaskResources, NodeScoreMeta,
+    AllocMetric, AllocatedCpuResources, AllocatedMemoryResources, AllocatedResources,
+    AllocatedSharedResources, AllocatedTaskResources, NodeScoreMeta,
 };
 use drover_types::job::{Affinity, Constraint, Job, TaskGroup};
 use drover_types::{Allocation, Node, Plan, SchedulerConfiguration};
 
 use crate::feasible::{self, ConstraintChecker};
-use crate::fit::{self, Comparable, DeviceAllocator, NetworkIndex};
+use crate::fit::{self, DeviceAllocator, NetworkIndex};
 use crate::rank::{self, SpreadCounts};
 use crate::rng::Rng;
 use crate::state::State;
@@ -129,7 +129,11 @@ impl Stack {
             self.rng.shuffle(&mut nodes);
         }
         let n = nodes.len().max(1);
-        self.base_limit = if self.batch { 2 } else { (usize::BITS - (n - 1).leading_zeros()).max(2) as usize };
+        self.base_limit = if self.batch {
+            2
+        } else {
+            (usize::BITS - (n - 1).leading_zeros()).max(2) as usize
+        };
         self.nodes = nodes;
         self.offset = 0;
     }
@@ -143,7 +147,10 @@ impl Stack {
         if !node.computed_class.is_empty() {
             return node.computed_class.clone();
         }
-        self.classes.entry(node.id.clone()).or_insert_with(|| feasible::computed_class(node)).clone()
+        self.classes
+            .entry(node.id.clone())
+            .or_insert_with(|| feasible::computed_class(node))
+            .clone()
     }
 
     fn limit_for(&self, tg: &TaskGroup) -> usize {
@@ -152,7 +159,11 @@ impl Stack {
             || tg.tasks.iter().any(|t| !t.affinities.is_empty())
             || !self.job.spreads.is_empty()
             || !tg.spreads.is_empty();
-        if has_aff { (tg.count.max(0) as usize).max(AFFINITY_SPREAD_LIMIT) } else { self.base_limit }
+        if has_aff {
+            (tg.count.max(0) as usize).max(AFFINITY_SPREAD_LIMIT)
+        } else {
+            self.base_limit
+        }
     }
 
     /// Picks a node for one allocation of `tg`.
@@ -167,7 +178,16 @@ impl Stack {
         let spreads = self.spread_context(state, plan, tg);
         if !opts.preferred_nodes.is_empty() {
             let preferred = opts.preferred_nodes.clone();
-            let found = self.scan(state, plan, tg, opts, &preferred, 0, preferred.len(), usize::MAX, &spreads, &mut metrics);
+            let found = self.scan(
+                state,
+                plan,
+                tg,
+                opts,
+                &preferred,
+                usize::MAX,
+                &spreads,
+                &mut metrics,
+            );
             if found.is_some() {
                 return (found, metrics);
             }
@@ -177,7 +197,18 @@ impl Stack {
         let start = self.offset;
         let (found, examined) = {
             let mut examined = 0;
-            let found = self.scan_counting(state, plan, tg, opts, &nodes, start, limit, &spreads, &mut metrics, &mut examined);
+            let found = self.scan_counting(
+                state,
+                plan,
+                tg,
+                opts,
+                &nodes,
+                start,
+                limit,
+                &spreads,
+                &mut metrics,
+                &mut examined,
+            );
             (found, examined)
         };
         if !nodes.is_empty() {
@@ -199,7 +230,7 @@ impl Stack {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
         let one = [node];
-        let found = self.scan(state, plan, tg, opts, &one, 0, 1, 1, &spreads, &mut metrics);
+        let found = self.scan(state, plan, tg, opts, &one, 1, &spreads, &mut metrics);
         (found, metrics)
     }
 
@@ -211,15 +242,23 @@ impl Stack {
         tg: &TaskGroup,
         opts: &SelectOptions,
         nodes: &[Arc<Node>],
-        start: usize,
-        max_examine: usize,
         limit: usize,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
     ) -> Option<RankedNode> {
         let mut examined = 0;
-        let _ = max_examine;
-        self.scan_counting(state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut examined)
+        self.scan_counting(
+            state,
+            plan,
+            tg,
+            opts,
+            nodes,
+            0,
+            limit,
+            spreads,
+            metrics,
+            &mut examined,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -247,7 +286,9 @@ impl Stack {
             if !self.feasible(node, tg, metrics) {
                 continue;
             }
-            let Some(ranked) = self.rank(state, plan, tg, node, opts, spreads, metrics) else { continue };
+            let Some(ranked) = self.rank(state, plan, tg, node, opts, spreads, metrics) else {
+                continue;
+            };
             if ranked.final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
                 set_aside.push(ranked);
             } else {
@@ -268,20 +309,23 @@ impl Stack {
         best
     }
 
-    fn filter(&mut self, node: &Node, class: &str, reason: String, metrics: &mut AllocMetric) {
+    fn filter(class: &str, reason: String, metrics: &mut AllocMetric) {
         metrics.nodes_filtered += 1;
         if !class.is_empty() {
             *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
         }
         *metrics.constraint_filtered.entry(reason).or_default() += 1;
-        let _ = node;
     }
 
     /// Feasibility with class caching (see the module docs).
     fn feasible(&mut self, node: &Node, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
         let class = self.class_of(node);
         // Job-level constraints.
-        let cached = if self.job_escapes { None } else { self.job_eligibility.get(&class).copied() };
+        let cached = if self.job_escapes {
+            None
+        } else {
+            self.job_eligibility.get(&class).copied()
+        };
         match cached {
             Some(false) => {
                 metrics.nodes_filtered += 1;
@@ -297,7 +341,7 @@ impl Stack {
                             self.job_eligibility.insert(class.clone(), false);
                             self.class_eligibility.insert(class.clone(), false);
                         }
-                        self.filter(node, &class, c.to_string(), metrics);
+                        Self::filter(&class, c.to_string(), metrics);
                         return false;
                     }
                 }
@@ -313,12 +357,17 @@ impl Stack {
             .chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
             .filter(|c| !is_distinct(c))
             .collect();
-        let escapes = feasible::escapes_class(&group_constraints.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
+        let escapes =
+            feasible::escapes_class(&group_constraints.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
         if escapes {
             self.escaped = true;
         }
         let key = (tg.name.clone(), class.clone());
-        let cached = if escapes { None } else { self.group_eligibility.get(&key).copied() };
+        let cached = if escapes {
+            None
+        } else {
+            self.group_eligibility.get(&key).copied()
+        };
         match cached {
             Some(false) => {
                 metrics.nodes_filtered += 1;
@@ -335,14 +384,14 @@ impl Stack {
                     *e = *e || ok;
                 }
                 if let Some(reason) = reason {
-                    self.filter(node, &class, reason, metrics);
+                    Self::filter(&class, reason, metrics);
                     return false;
                 }
             }
         }
         // Availability (never cached).
         if !feasible::host_volumes_ok(node, tg) {
-            self.filter(node, &class, "missing compatible host volumes".into(), metrics);
+            Self::filter(&class, "missing compatible host volumes".into(), metrics);
             return false;
         }
         true
@@ -372,13 +421,21 @@ impl Stack {
         if let Some(v) = self.attr_cache.get(&key) {
             return v.clone();
         }
-        let v = state.node(node_id).and_then(|n| feasible::resolve_target(target, &n));
+        let v = state
+            .node(node_id)
+            .and_then(|n| feasible::resolve_target(target, &n));
         self.attr_cache.insert(key, v.clone());
         v
     }
 
     /// Counts the group's (or job's) live allocations per value of `target`, state + plan.
-    fn property_counts(&mut self, state: &dyn State, plan: &Plan, target: &str, group: Option<&str>) -> SpreadCounts {
+    fn property_counts(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        target: &str,
+        group: Option<&str>,
+    ) -> SpreadCounts {
         let mut counts = SpreadCounts::default();
         let stopped: HashSet<&str> = plan
             .node_update
@@ -387,7 +444,12 @@ impl Stack {
             .flatten()
             .map(|a| a.id.as_str())
             .collect();
-        let placed: HashSet<&str> = plan.node_allocation.values().flatten().map(|a| a.id.as_str()).collect();
+        let placed: HashSet<&str> = plan
+            .node_allocation
+            .values()
+            .flatten()
+            .map(|a| a.id.as_str())
+            .collect();
         let job = self.job.clone();
         for a in state.allocs_by_job(&job.namespace, &job.id) {
             if a.terminal() || stopped.contains(a.id.as_str()) || placed.contains(a.id.as_str()) {
@@ -432,7 +494,12 @@ impl Stack {
                 if !targets.is_empty() && sum < 100.0 {
                     targets.insert("*".into(), (100.0 - sum) / 100.0 * tg.count as f64);
                 }
-                SpreadCtx { attribute: s.attribute.clone(), share: s.weight as f64 / total_weight as f64, counts, targets }
+                SpreadCtx {
+                    attribute: s.attribute.clone(),
+                    share: s.weight as f64 / total_weight as f64,
+                    counts,
+                    targets,
+                }
             })
             .collect()
     }
@@ -474,27 +541,34 @@ impl Stack {
         }
 
         // distinct_hosts / distinct_property, job and group level.
-        for (c, group_level) in job.constraints.iter().map(|c| (c, false)).chain(tg.constraints.iter().map(|c| (c, true))) {
+        for (c, group_level) in job
+            .constraints
+            .iter()
+            .map(|c| (c, false))
+            .chain(tg.constraints.iter().map(|c| (c, true)))
+        {
             match c.operand.as_str() {
                 "distinct_hosts" if c.r_target.is_empty() || c.r_target == "true" => {
                     let clash = proposed.iter().any(|a| {
-                        a.job_id == job.id && a.namespace == job.namespace && (!group_level || a.task_group == tg.name)
+                        a.job_id == job.id
+                            && a.namespace == job.namespace
+                            && (!group_level || a.task_group == tg.name)
                     });
                     if clash {
-                        self.filter(node, &class, c.to_string(), metrics);
+                        Self::filter(&class, c.to_string(), metrics);
                         return None;
                     }
                 }
                 "distinct_property" => {
                     let allowed: i64 = c.r_target.parse().unwrap_or(1).max(1);
                     let Some(value) = feasible::resolve_target(&c.l_target, node) else {
-                        self.filter(node, &class, c.to_string(), metrics);
+                        Self::filter(&class, c.to_string(), metrics);
                         return None;
                     };
                     let group = group_level.then_some(tg.name.as_str());
                     let counts = self.property_counts(state, plan, &c.l_target, group);
                     if counts.counts.get(&value).copied().unwrap_or(0) >= allowed {
-                        self.filter(node, &class, c.to_string(), metrics);
+                        Self::filter(&class, c.to_string(), metrics);
                         return None;
                     }
                 }
@@ -502,7 +576,7 @@ impl Stack {
             }
         }
 
-        let mut exhausted = |dim: String, metrics: &mut AllocMetric| {
+        let exhausted = |dim: String, metrics: &mut AllocMetric| {
             metrics.nodes_exhausted += 1;
             *metrics.class_exhausted.entry(class.clone()).or_default() += 1;
             *metrics.dimension_exhausted.entry(dim).or_default() += 1;
@@ -535,7 +609,11 @@ impl Stack {
         let mut used_cores: HashSet<i64> = proposed
             .iter()
             .filter_map(|a| a.allocated_resources.as_ref())
-            .flat_map(|r| r.tasks.values().flat_map(|t| t.cpu.reserved_cores.iter().copied()))
+            .flat_map(|r| {
+                r.tasks
+                    .values()
+                    .flat_map(|t| t.cpu.reserved_cores.iter().copied())
+            })
             .collect();
         let mut tasks = BTreeMap::new();
         let mut lifecycles = BTreeMap::new();
@@ -543,13 +621,21 @@ impl Stack {
             let r = t.resources.clone().unwrap_or_default();
             let mut reserved_cores = Vec::new();
             if r.cores > 0 {
-                let free: Vec<i64> = node
-                    .node_resources
+                let operator_reserved: Vec<i64> = node
+                    .reserved_resources
                     .as_ref()
-                    .map(|nr| nr.cpu.reservable_cpu_cores.clone())
-                    .unwrap_or_default()
+                    .map(|r| r.cpu.reserved_cpu_cores.clone())
+                    .unwrap_or_default();
+                let offered: Vec<i64> = match node.node_resources.as_ref() {
+                    Some(nr) if !nr.cpu.reservable_cpu_cores.is_empty() => {
+                        nr.cpu.reservable_cpu_cores.clone()
+                    }
+                    Some(nr) => (0..nr.cpu.total_cpu_cores).collect(),
+                    None => Vec::new(),
+                };
+                let free: Vec<i64> = offered
                     .into_iter()
-                    .filter(|c| !used_cores.contains(c))
+                    .filter(|c| !used_cores.contains(c) && !operator_reserved.contains(c))
                     .collect();
                 if (free.len() as i64) < r.cores {
                     exhausted("cores".into(), metrics);
@@ -591,7 +677,10 @@ impl Stack {
             tasks.insert(
                 t.name.clone(),
                 AllocatedTaskResources {
-                    cpu: AllocatedCpuResources { cpu_shares, reserved_cores },
+                    cpu: AllocatedCpuResources {
+                        cpu_shares,
+                        reserved_cores,
+                    },
                     memory: AllocatedMemoryResources {
                         memory_mb: r.memory_mb + r.secrets_mb.unwrap_or(0),
                         memory_max_mb: if self.oversubscription { r.memory_max_mb } else { 0 },
@@ -602,7 +691,11 @@ impl Stack {
             );
             lifecycles.insert(t.name.clone(), t.lifecycle.clone());
         }
-        let resources = AllocatedResources { tasks, task_lifecycles: lifecycles, shared };
+        let resources = AllocatedResources {
+            tasks,
+            task_lifecycles: lifecycles,
+            shared,
+        };
         let candidate = Allocation {
             id: String::new(),
             job_id: job.id.clone(),
@@ -621,11 +714,18 @@ impl Stack {
                     exhausted(misfit.dimension(), metrics);
                     return None;
                 }
-                let ask = fit::group_ask(tg, self.oversubscription);
-                let current: Vec<Arc<Allocation>> =
-                    existing.iter().filter(|a| !a.client_terminal() && !stops.contains(&a.id.as_str())).cloned().collect();
-                let already: Vec<Arc<Allocation>> =
-                    plan.node_preemptions.values().flatten().map(|a| Arc::new(a.clone())).collect();
+                let ask = fit::alloc_usage(&candidate);
+                let current: Vec<Arc<Allocation>> = existing
+                    .iter()
+                    .filter(|a| !a.client_terminal() && !stops.contains(&a.id.as_str()))
+                    .cloned()
+                    .collect();
+                let already: Vec<Arc<Allocation>> = plan
+                    .node_preemptions
+                    .values()
+                    .flatten()
+                    .map(|a| Arc::new(a.clone()))
+                    .collect();
                 match crate::preempt::preempt_for_resources(
                     node,
                     &ask,
@@ -636,8 +736,11 @@ impl Stack {
                 ) {
                     Some(victims) => {
                         let ids: HashSet<&str> = victims.iter().map(|v| v.id.as_str()).collect();
-                        let remaining: Vec<&Allocation> =
-                            with_candidate.iter().copied().filter(|a| !ids.contains(a.id.as_str())).collect();
+                        let remaining: Vec<&Allocation> = with_candidate
+                            .iter()
+                            .copied()
+                            .filter(|a| !ids.contains(a.id.as_str()))
+                            .collect();
                         match fit::allocs_fit(node, &remaining, false) {
                             Ok(used) => {
                                 preempted = victims;
@@ -661,11 +764,20 @@ impl Stack {
         let capacity = fit::node_capacity(node);
         let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
         if self.spread_algorithm {
-            scores.push(("spread", rank::spread_fitness(&capacity, &used) / rank::MAX_FITNESS));
+            scores.push((
+                "spread",
+                rank::spread_fitness(&capacity, &used) / rank::MAX_FITNESS,
+            ));
         } else {
-            scores.push(("binpack", rank::binpack_fitness(&capacity, &used) / rank::MAX_FITNESS));
+            scores.push((
+                "binpack",
+                rank::binpack_fitness(&capacity, &used) / rank::MAX_FITNESS,
+            ));
         }
-        let collisions = proposed.iter().filter(|a| a.job_id == job.id && a.task_group == tg.name).count();
+        let collisions = proposed
+            .iter()
+            .filter(|a| a.job_id == job.id && a.task_group == tg.name)
+            .count();
         if let Some(s) = rank::anti_affinity(collisions, tg.count) {
             scores.push(("job-anti-affinity", s));
         }
@@ -679,8 +791,10 @@ impl Stack {
             .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
             .collect();
         if !affinities.is_empty() {
-            let matches: Vec<(bool, i64)> =
-                affinities.iter().map(|a| (self.checker.matches_affinity(node, a), a.weight)).collect();
+            let matches: Vec<(bool, i64)> = affinities
+                .iter()
+                .map(|a| (self.checker.matches_affinity(node, a), a.weight))
+                .collect();
             if let Some(s) = rank::affinity_score(&matches) {
                 scores.push(("node-affinity", s));
             }
@@ -700,8 +814,13 @@ impl Stack {
             scores.push(("preemption", crate::preempt::preemption_score(&preempted)));
         }
         let final_score = rank::final_score(&scores);
-        let _ = Comparable::default();
-        Some(RankedNode { node: node.clone(), scores, final_score, resources, preempted })
+        Some(RankedNode {
+            node: node.clone(),
+            scores,
+            final_score,
+            resources,
+            preempted,
+        })
     }
 }
 
@@ -720,7 +839,11 @@ fn is_distinct(c: &Constraint) -> bool {
 
 fn record_scores(metrics: &mut AllocMetric, options: &[RankedNode]) {
     let mut top: Vec<&RankedNode> = options.iter().collect();
-    top.sort_by(|a, b| b.final_score.partial_cmp(&a.final_score).unwrap_or(std::cmp::Ordering::Equal));
+    top.sort_by(|a, b| {
+        b.final_score
+            .partial_cmp(&a.final_score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     for o in top.into_iter().take(TOP_K) {
         metrics.score_meta_data.push(NodeScoreMeta {
             node_id: o.node.id.clone(),

@@ -52,11 +52,15 @@ pub fn process(
     sysbatch: bool,
     env: &mut Env<'_>,
 ) -> Result<(), SchedulerError> {
-    let trigger_ok = SYSTEM_TRIGGERS.contains(&eval.triggered_by.as_str()) || (sysbatch && eval.triggered_by == "periodic-job");
+    let trigger_ok = SYSTEM_TRIGGERS.contains(&eval.triggered_by.as_str())
+        || (sysbatch && eval.triggered_by == "periodic-job");
     if !trigger_ok {
         let mut e = eval.clone();
         e.status = eval_status::FAILED.into();
-        e.status_description = format!("scheduler cannot handle '{}' evaluation reason", eval.triggered_by);
+        e.status_description = format!(
+            "scheduler cannot handle '{}' evaluation reason",
+            eval.triggered_by
+        );
         return planner.update_eval(e);
     }
     let limit = if sysbatch { 2 } else { 5 };
@@ -69,7 +73,15 @@ pub fn process(
     for _ in 0..limit {
         failed.clear();
         queued.clear();
-        let outcome = pass(state.clone(), planner, eval, sysbatch, env, &mut failed, &mut queued)?;
+        let outcome = pass(
+            state.clone(),
+            planner,
+            eval,
+            sysbatch,
+            env,
+            &mut failed,
+            &mut queued,
+        )?;
         annotations = Some(outcome.annotations);
         if let Some(b) = outcome.blocked {
             blocked = Some(b);
@@ -125,7 +137,12 @@ fn pass(
         snapshot_index: state.latest_index(),
         ..Default::default()
     };
-    let stack_job = job.clone().unwrap_or_else(|| Arc::new(Job { id: eval.job_id.clone(), ..Default::default() }));
+    let stack_job = job.clone().unwrap_or_else(|| {
+        Arc::new(Job {
+            id: eval.job_id.clone(),
+            ..Default::default()
+        })
+    });
     let allocs = state.allocs_by_job(&eval.namespace, &eval.job_id);
     let tainted = reconcile::tainted_nodes(&allocs, &|id| state.node(id));
     let (eligible, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
@@ -141,10 +158,22 @@ fn pass(
         .map(|n| n.id.clone())
         .collect();
 
-    let mut stack = Stack::new(stack_job.clone(), &config, false, Rng::for_eval(&eval.id, state.latest_index()));
-    let mut inplace_stack = Stack::new(stack_job.clone(), &config, false, Rng::for_eval(&eval.id, state.latest_index()));
+    let mut stack = Stack::new(
+        stack_job.clone(),
+        &config,
+        false,
+        Rng::for_eval(&eval.id, state.latest_index()),
+    );
+    let mut inplace_stack = Stack::new(
+        stack_job.clone(),
+        &config,
+        false,
+        Rng::for_eval(&eval.id, state.latest_index()),
+    );
     let mut update_fn = |existing: &Allocation, new_job: &Job, tg: &TaskGroup| -> UpdateType {
-        let Some(old_job) = existing.job.clone() else { return UpdateType::Destructive };
+        let Some(old_job) = existing.job.clone() else {
+            return UpdateType::Destructive;
+        };
         if old_job.job_modify_index == new_job.job_modify_index {
             return UpdateType::Ignore;
         }
@@ -154,10 +183,13 @@ fn pass(
         if existing.terminal() {
             return UpdateType::Ignore;
         }
-        let Some(node) = state.node(&existing.node_id) else { return UpdateType::Destructive };
+        let Some(node) = state.node(&existing.node_id) else {
+            return UpdateType::Destructive;
+        };
         let mut staged = Plan::default();
         util::plan_stop(&mut staged, existing, "", None, None);
-        let (option, _) = inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
+        let (option, _) =
+            inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
         if option.is_none() {
             return UpdateType::Destructive;
         }
@@ -179,7 +211,13 @@ fn pass(
         update_fn: &mut update_fn,
     });
     for s in results.stop.iter().chain(results.lost.iter()) {
-        util::plan_stop(&mut plan, &s.alloc, &s.description, s.client_status.as_deref(), s.followup_eval_id.as_deref());
+        util::plan_stop(
+            &mut plan,
+            &s.alloc,
+            &s.description,
+            s.client_status.as_deref(),
+            s.followup_eval_id.as_deref(),
+        );
     }
     for a in &results.inplace_update {
         let mut a = a.clone();
@@ -193,7 +231,9 @@ fn pass(
         let mut budget: BTreeMap<String, i64> = BTreeMap::new();
         let mut work = Vec::new();
         for p in &results.destructive_update {
-            let Some(tg) = job.group(&p.task_group) else { continue };
+            let Some(tg) = job.group(&p.task_group) else {
+                continue;
+            };
             let mp = tg.update.as_ref().map(|u| u.max_parallel()).unwrap_or(0);
             let used = budget.entry(tg.name.clone()).or_default();
             if mp > 0 && *used >= mp {
@@ -208,13 +248,27 @@ fn pass(
         let mut placed_groups: HashSet<String> = HashSet::new();
         let mut exhausted_nodes = Vec::new();
         for (p, destructive) in work {
-            let Some(tg) = job.group(&p.task_group) else { continue };
-            let Some(node) = state.node(&p.node_id) else { continue };
+            let Some(tg) = job.group(&p.task_group) else {
+                continue;
+            };
+            let Some(node) = state.node(&p.node_id) else {
+                continue;
+            };
             *queued.entry(tg.name.clone()).or_default() += 1;
             if destructive && let Some(prev) = &p.previous_alloc {
-                util::plan_stop(&mut plan, prev, "alloc is being updated due to job update", None, None);
+                util::plan_stop(
+                    &mut plan,
+                    prev,
+                    "alloc is being updated due to job update",
+                    None,
+                    None,
+                );
             }
-            let opts = SelectOptions { alloc_name: p.name.clone(), preempt, ..Default::default() };
+            let opts = SelectOptions {
+                alloc_name: p.name.clone(),
+                preempt,
+                ..Default::default()
+            };
             let (option, mut metrics) = stack.select_on(state.as_ref(), &plan, tg, node.clone(), &opts);
             metrics.nodes_in_pool = in_pool;
             metrics.node_pool = job.node_pool.clone();
@@ -298,23 +352,39 @@ fn pass(
     }
     let annotations = PlanAnnotations {
         desired_tg_updates: desired,
-        preempted_allocs: plan.node_preemptions.values().flatten().map(|a| a.stub(false, false)).collect(),
+        preempted_allocs: plan
+            .node_preemptions
+            .values()
+            .flatten()
+            .map(|a| a.stub(false, false))
+            .collect(),
     };
     if eval.annotate_plan {
         plan.annotations = Some(annotations.clone());
     }
     if plan.is_no_op() && !eval.annotate_plan {
-        return Ok(PassOutcome { annotations, refreshed: None, blocked });
+        return Ok(PassOutcome {
+            annotations,
+            refreshed: None,
+            blocked,
+        });
     }
     let submitted = planner.submit_plan(plan.clone())?;
     for (n, v) in &submitted.result.node_allocation {
         for a in v {
-            if plan.node_allocation.get(n).is_some_and(|p| p.iter().any(|x| x.id == a.id))
+            if plan
+                .node_allocation
+                .get(n)
+                .is_some_and(|p| p.iter().any(|x| x.id == a.id))
                 && let Some(q) = queued.get_mut(&a.task_group)
             {
                 *q = (*q - 1).max(0);
             }
         }
     }
-    Ok(PassOutcome { annotations, refreshed: submitted.refreshed, blocked })
+    Ok(PassOutcome {
+        annotations,
+        refreshed: submitted.refreshed,
+        blocked,
+    })
 }

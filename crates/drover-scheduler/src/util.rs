@@ -79,7 +79,10 @@ fn task_changed(a: &Job, ag: &TaskGroup, at: &Task, b: &Job, bg: &TaskGroup, bt:
     if rt(at) != rt(bt) {
         return true;
     }
-    let (ra, rb) = (at.resources.clone().unwrap_or_default(), bt.resources.clone().unwrap_or_default());
+    let (ra, rb) = (
+        at.resources.clone().unwrap_or_default(),
+        bt.resources.clone().unwrap_or_default(),
+    );
     ra.cpu != rb.cpu
         || ra.cores != rb.cores
         || ra.memory_mb != rb.memory_mb
@@ -98,7 +101,9 @@ fn connect_services(tg: &TaskGroup) -> Vec<&Value> {
 /// Everything else (count, constraints, affinities, update blocks, plain services, …) can be
 /// updated in place when the allocation still fits its node (§7.4).
 pub fn tasks_updated(new: &Job, old: &Job, group: &str) -> bool {
-    let (Some(a), Some(b)) = (old.group(group), new.group(group)) else { return true };
+    let (Some(a), Some(b)) = (old.group(group), new.group(group)) else {
+        return true;
+    };
     if a.tasks.len() != b.tasks.len()
         || a.ephemeral_disk != b.ephemeral_disk
         || strip_dynamic(&a.networks) != strip_dynamic(&b.networks)
@@ -118,7 +123,13 @@ pub fn tasks_updated(new: &Job, old: &Job, group: &str) -> bool {
 }
 
 /// Adds a stop of `alloc` to the plan (a diff: desired stop with a description).
-pub fn plan_stop(plan: &mut Plan, alloc: &Allocation, description: &str, client_status: Option<&str>, followup: Option<&str>) {
+pub fn plan_stop(
+    plan: &mut Plan,
+    alloc: &Allocation,
+    description: &str,
+    client_status: Option<&str>,
+    followup: Option<&str>,
+) {
     let mut a = alloc.clone();
     a.desired_status = desired_status::STOP.into();
     a.desired_description = description.into();
@@ -144,7 +155,10 @@ pub fn plan_unstop(plan: &mut Plan, node_id: &str, alloc_id: &str) {
 
 /// Adds a placement or in-place update to the plan.
 pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
-    plan.node_allocation.entry(alloc.node_id.clone()).or_default().push(alloc);
+    plan.node_allocation
+        .entry(alloc.node_id.clone())
+        .or_default()
+        .push(alloc);
 }
 
 /// Adds an eviction to the plan.
@@ -154,7 +168,10 @@ pub fn plan_preempt(plan: &mut Plan, victim: &Allocation, by: &str) {
     a.desired_description = format!("Preempted by alloc ID {by}");
     a.preempted_by_allocation = by.into();
     a.job = None;
-    plan.node_preemptions.entry(victim.node_id.clone()).or_default().push(a);
+    plan.node_preemptions
+        .entry(victim.node_id.clone())
+        .or_default()
+        .push(a);
 }
 
 #[cfg(test)]
@@ -176,7 +193,11 @@ mod tests {
                     tasks: vec![Task {
                         name: "t".into(),
                         driver: "exec".into(),
-                        resources: Some(Resources { cpu: 100, memory_mb: 64, ..Default::default() }),
+                        resources: Some(Resources {
+                            cpu: 100,
+                            memory_mb: 64,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }],
                     ..Default::default()
@@ -198,7 +219,9 @@ mod tests {
         mem.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 128;
         assert!(tasks_updated(&mem, &old, "g"), "memory is destructive");
         let mut cfg = old.clone();
-        cfg.task_groups[0].tasks[0].config.insert("image".into(), Value::String("x".into()));
+        cfg.task_groups[0].tasks[0]
+            .config
+            .insert("image".into(), Value::String("x".into()));
         assert!(tasks_updated(&cfg, &old, "g"), "driver config is destructive");
         let mut meta = old.clone();
         meta.meta.insert("k".into(), "v".into());

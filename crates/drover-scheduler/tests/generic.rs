@@ -34,13 +34,20 @@ fn service_register_places_every_allocation_and_explains_it() {
         assert!(m.score_meta_data[0].scores.contains_key("binpack"));
         let port = &a.allocated_resources.as_ref().unwrap().shared.ports[0];
         assert_eq!(port.label, "http");
-        assert!((20000..=32000).contains(&port.value), "dynamic port {}", port.value);
+        assert!(
+            (20000..=32000).contains(&port.value),
+            "dynamic port {}",
+            port.value
+        );
     }
     let e = h.last_eval().unwrap();
     assert_eq!(e.status, "complete");
     assert!(e.failed_tg_allocs.is_empty());
     assert!(h.create_evals.is_empty(), "no blocked eval when everything fits");
-    assert_eq!(e.plan_annotations.as_ref().unwrap().desired_tg_updates["web"].place, 10);
+    assert_eq!(
+        e.plan_annotations.as_ref().unwrap().desired_tg_updates["web"].place,
+        10
+    );
     assert_eq!(live(&h, &job).len(), 10);
 }
 
@@ -49,7 +56,10 @@ fn same_inputs_same_plan() {
     let node_of = || {
         let mut h = harness(20);
         register(&mut h, mock::job());
-        let mut v: Vec<(String, String)> = placed(&h).iter().map(|a| (a.name.clone(), a.node_id.clone())).collect();
+        let mut v: Vec<(String, String)> = placed(&h)
+            .iter()
+            .map(|a| (a.name.clone(), a.node_id.clone()))
+            .collect();
         v.sort();
         v
     };
@@ -69,7 +79,11 @@ fn scale_down_stops_highest_indexes() {
     let mut idx: Vec<u64> = stops.iter().filter_map(|a| a.index()).collect();
     idx.sort();
     assert_eq!(idx, vec![3, 4, 5, 6, 7, 8, 9]);
-    assert!(stops.iter().all(|a| a.desired_description == "alloc not needed due to job update"));
+    assert!(
+        stops
+            .iter()
+            .all(|a| a.desired_description == "alloc not needed due to job update")
+    );
     assert_eq!(live(&h, &j).len(), 3);
 }
 
@@ -97,24 +111,42 @@ fn too_small_cluster_reports_exhausted_dimension_and_blocks() {
     let m = &e.failed_tg_allocs["web"];
     assert_eq!(m.dimension_exhausted.get("memory"), Some(&1));
     assert_eq!(m.nodes_exhausted, 1);
-    assert_eq!(m.coalesced_failures, 1, "the 4th failure is coalesced into the 3rd");
+    assert_eq!(
+        m.coalesced_failures, 1,
+        "the 4th failure is coalesced into the 3rd"
+    );
     assert_eq!(e.queued_allocations["web"], 2);
     assert_eq!(h.create_evals.len(), 1);
     let blocked = &h.create_evals[0];
-    assert_eq!((blocked.status.as_str(), blocked.triggered_by.as_str()), ("blocked", "queued-allocs"));
+    assert_eq!(
+        (blocked.status.as_str(), blocked.triggered_by.as_str()),
+        ("blocked", "queued-allocs")
+    );
     assert_eq!(e.blocked_eval, blocked.id);
-    assert!(blocked.class_eligibility.values().any(|v| *v), "{:?}", blocked.class_eligibility);
+    assert!(
+        blocked.class_eligibility.values().any(|v| *v),
+        "{:?}",
+        blocked.class_eligibility
+    );
 }
 
 #[test]
 fn constraints_and_missing_drivers_are_named_in_the_metrics() {
     let mut h = harness(3);
     let mut job = mock::job();
-    job.constraints.push(Constraint { l_target: "${attr.kernel.name}".into(), r_target: "windows".into(), operand: "=".into() });
+    job.constraints.push(Constraint {
+        l_target: "${attr.kernel.name}".into(),
+        r_target: "windows".into(),
+        operand: "=".into(),
+    });
     register(&mut h, job);
     let m = &h.last_eval().unwrap().failed_tg_allocs["web"];
     assert_eq!(m.nodes_filtered, 3);
-    assert_eq!(m.constraint_filtered.get("${attr.kernel.name} = windows"), Some(&1), "{m:?}");
+    assert_eq!(
+        m.constraint_filtered.get("${attr.kernel.name} = windows"),
+        Some(&1),
+        "{m:?}"
+    );
     assert!(m.class_filtered.values().sum::<i64>() == 3);
 
     let mut h = harness(3);
@@ -122,7 +154,11 @@ fn constraints_and_missing_drivers_are_named_in_the_metrics() {
     job.task_groups[0].tasks[0].driver = "qemu".into();
     register(&mut h, job);
     let m = &h.last_eval().unwrap().failed_tg_allocs["web"];
-    assert_eq!(m.constraint_filtered.get("missing driver \"qemu\""), Some(&1), "{m:?}");
+    assert_eq!(
+        m.constraint_filtered.get("missing driver \"qemu\""),
+        Some(&1),
+        "{m:?}"
+    );
 }
 
 #[test]
@@ -130,7 +166,10 @@ fn distinct_hosts_caps_one_per_node() {
     let mut h = harness(2);
     let mut job = mock::job();
     job.task_groups[0].count = 3;
-    job.constraints.push(Constraint { operand: "distinct_hosts".into(), ..Default::default() });
+    job.constraints.push(Constraint {
+        operand: "distinct_hosts".into(),
+        ..Default::default()
+    });
     register(&mut h, job);
     let allocs = placed(&h);
     assert_eq!(allocs.len(), 2);
@@ -149,7 +188,11 @@ fn lost_allocations_are_replaced_elsewhere() {
     run(&mut h, &eval_for(&job, "node-update"));
     let stops = stopped(&h);
     assert!(!stops.is_empty());
-    assert!(stops.iter().all(|a| a.node_id == victim_node && a.client_status == client_status::LOST));
+    assert!(
+        stops
+            .iter()
+            .all(|a| a.node_id == victim_node && a.client_status == client_status::LOST)
+    );
     let replacements = placed(&h);
     assert_eq!(replacements.len(), stops.len());
     assert!(replacements.iter().all(|a| a.node_id != victim_node));
@@ -172,26 +215,57 @@ fn draining_node_allocations_migrate() {
         .state
         .allocs_by_node(&node_id)
         .iter()
-        .map(|a| Allocation { desired_transition: DesiredTransition { migrate: Some(true), ..Default::default() }, ..(**a).clone() })
+        .map(|a| Allocation {
+            desired_transition: DesiredTransition {
+                migrate: Some(true),
+                ..Default::default()
+            },
+            ..(**a).clone()
+        })
         .collect();
     let count = marked.len();
     h.state.upsert_allocs(marked);
     run(&mut h, &eval_for(&job, "node-drain"));
     let stops = stopped(&h);
     assert_eq!(stops.len(), count);
-    assert!(stops.iter().all(|a| a.desired_description == "alloc is being migrated"));
+    assert!(
+        stops
+            .iter()
+            .all(|a| a.desired_description == "alloc is being migrated")
+    );
     assert!(placed(&h).iter().all(|a| a.node_id != node_id));
     assert_eq!(live(&h, &job).len(), 10);
 }
 
+/// Marks the job's deployment successful: allocations of an active deployment are not
+/// rescheduled (the deployment fails first).
+fn finish_deployment(h: &mut Harness, job: &Arc<drover_types::Job>) {
+    if let Some(d) = h.state.latest_deployment(&job.namespace, &job.id) {
+        let mut d = (*d).clone();
+        d.status = "successful".into();
+        h.state.upsert_deployment(d);
+    }
+}
+
 fn fail_one(h: &mut Harness, job: &Arc<drover_types::Job>, finished_at: i64) -> Allocation {
+    finish_deployment(h, job);
     let a = (*live(h, job)[0]).clone();
     let mut states = std::collections::BTreeMap::new();
     states.insert(
         "web".to_string(),
-        TaskState { state: "dead".into(), failed: true, finished_at: Some(Timestamp(finished_at)), ..Default::default() },
+        TaskState {
+            state: "dead".into(),
+            failed: true,
+            finished_at: Some(Timestamp(finished_at)),
+            ..Default::default()
+        },
     );
-    let failed = Allocation { client_status: client_status::FAILED.into(), task_states: states, modify_time: finished_at, ..a };
+    let failed = Allocation {
+        client_status: client_status::FAILED.into(),
+        task_states: states,
+        modify_time: finished_at,
+        ..a
+    };
     h.state.upsert_allocs(vec![failed.clone()]);
     failed
 }
@@ -205,11 +279,24 @@ fn failed_service_alloc_is_rescheduled_later_then_now() {
     // Failed just now: the 30 s exponential delay has not passed → follow-up eval.
     let failed = fail_one(&mut h, &job, NOW);
     run(&mut h, &eval_for(&job, "alloc-failure"));
-    assert_eq!(h.create_evals.len(), 1, "a follow-up eval for the delayed reschedule");
+    assert_eq!(
+        h.create_evals.len(),
+        1,
+        "a follow-up eval for the delayed reschedule"
+    );
     let follow = &h.create_evals[0];
     assert_eq!(follow.triggered_by, "alloc-reschedule");
     assert_eq!(follow.wait_until, Some(Timestamp(NOW + 30 * SECOND)));
-    assert_eq!(h.last_eval().unwrap().plan_annotations.as_ref().unwrap().desired_tg_updates["web"].reschedule_later, 1);
+    assert_eq!(
+        h.last_eval()
+            .unwrap()
+            .plan_annotations
+            .as_ref()
+            .unwrap()
+            .desired_tg_updates["web"]
+            .reschedule_later,
+        1
+    );
 
     // Later: the follow-up runs after the delay → reschedule now, penalising the old node.
     let mut h2 = harness(3);
@@ -239,11 +326,17 @@ fn batch_complete_allocations_are_never_replaced() {
     let done: Vec<Allocation> = live(&h, &job)
         .iter()
         .take(4)
-        .map(|a| Allocation { client_status: client_status::COMPLETE.into(), ..(**a).clone() })
+        .map(|a| Allocation {
+            client_status: client_status::COMPLETE.into(),
+            ..(**a).clone()
+        })
         .collect();
     h.state.upsert_allocs(done);
     run(&mut h, &eval_for(&job, "job-register"));
-    assert!(placed(&h).is_empty() || h.plans.len() == 1, "nothing new is placed");
+    assert!(
+        placed(&h).is_empty() || h.plans.len() == 1,
+        "nothing new is placed"
+    );
     assert_eq!(h.plans.len(), 1, "a no-op eval submits no plan");
 }
 
@@ -252,7 +345,10 @@ fn destructive_update_respects_max_parallel_and_creates_a_deployment() {
     let mut h = harness(10);
     let mut job = (*register(&mut h, mock::job())).clone();
     job.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 300;
-    job.task_groups[0].update = Some(UpdateStrategy { max_parallel: Some(2), ..UpdateStrategy::nomad_default() });
+    job.task_groups[0].update = Some(UpdateStrategy {
+        max_parallel: Some(2),
+        ..UpdateStrategy::nomad_default()
+    });
     job.version = 1;
     job.job_modify_index = 500;
     let j = h.state.upsert_job(job);
@@ -260,11 +356,21 @@ fn destructive_update_respects_max_parallel_and_creates_a_deployment() {
     let plan = h.plans.last().unwrap();
     assert_eq!(stopped(&h).len(), 2, "two destructive updates at a time");
     assert_eq!(placed(&h).len(), 2);
-    assert!(stopped(&h).iter().all(|a| a.desired_description == "alloc is being updated due to job update"));
+    assert!(
+        stopped(&h)
+            .iter()
+            .all(|a| a.desired_description == "alloc is being updated due to job update")
+    );
     let d = plan.deployment.as_ref().expect("a deployment tracks the update");
     assert_eq!(d.task_groups["web"].desired_total, 10);
     assert!(placed(&h).iter().all(|a| a.deployment_id == d.id));
-    let u = &h.last_eval().unwrap().plan_annotations.as_ref().unwrap().desired_tg_updates["web"];
+    let u = &h
+        .last_eval()
+        .unwrap()
+        .plan_annotations
+        .as_ref()
+        .unwrap()
+        .desired_tg_updates["web"];
     assert_eq!((u.destructive_update, u.ignore), (2, 8));
 }
 
@@ -283,8 +389,21 @@ fn in_place_update_keeps_allocations() {
     assert!(stopped(&h).is_empty());
     let updated = placed(&h);
     assert_eq!(updated.len(), 10);
-    assert!(updated.iter().all(|a| a.job.as_ref().unwrap().job_modify_index == 600));
-    assert_eq!(h.last_eval().unwrap().plan_annotations.as_ref().unwrap().desired_tg_updates["web"].in_place_update, 10);
+    assert!(
+        updated
+            .iter()
+            .all(|a| a.job.as_ref().unwrap().job_modify_index == 600)
+    );
+    assert_eq!(
+        h.last_eval()
+            .unwrap()
+            .plan_annotations
+            .as_ref()
+            .unwrap()
+            .desired_tg_updates["web"]
+            .in_place_update,
+        10
+    );
 }
 
 #[test]
@@ -292,12 +411,17 @@ fn spread_balances_across_racks() {
     let mut h = harness(0);
     for i in 0..6 {
         let mut n = mock::node(i);
-        n.meta.insert("rack".into(), if i < 3 { "r1".into() } else { "r2".into() });
+        n.meta
+            .insert("rack".into(), if i < 3 { "r1".into() } else { "r2".into() });
         h.state.upsert_node(n);
     }
     let mut job = mock::job();
     job.task_groups[0].count = 6;
-    job.spreads.push(Spread { attribute: "${meta.rack}".into(), weight: 100, spread_target: vec![] });
+    job.spreads.push(Spread {
+        attribute: "${meta.rack}".into(),
+        weight: 100,
+        spread_target: vec![],
+    });
     register(&mut h, job);
     let rack_of = |node_id: &str| h.state.node(node_id).unwrap().meta["rack"].clone();
     let r1 = placed(&h).iter().filter(|a| rack_of(&a.node_id) == "r1").count();
@@ -306,7 +430,8 @@ fn spread_balances_across_racks() {
     let mut h = harness(0);
     for i in 0..6 {
         let mut n = mock::node(i);
-        n.meta.insert("rack".into(), if i < 3 { "r1".into() } else { "r2".into() });
+        n.meta
+            .insert("rack".into(), if i < 3 { "r1".into() } else { "r2".into() });
         h.state.upsert_node(n);
     }
     let mut job = mock::job();
@@ -314,7 +439,16 @@ fn spread_balances_across_racks() {
     job.spreads.push(Spread {
         attribute: "${meta.rack}".into(),
         weight: 100,
-        spread_target: vec![SpreadTarget { value: "r1".into(), percent: 80 }, SpreadTarget { value: "r2".into(), percent: 20 }],
+        spread_target: vec![
+            SpreadTarget {
+                value: "r1".into(),
+                percent: 80,
+            },
+            SpreadTarget {
+                value: "r2".into(),
+                percent: 20,
+            },
+        ],
     });
     register(&mut h, job);
     let rack_of = |node_id: &str| h.state.node(node_id).unwrap().meta["rack"].clone();
@@ -332,7 +466,12 @@ fn affinity_prefers_matching_nodes() {
     }
     let mut job = mock::job();
     job.task_groups[0].count = 1;
-    job.affinities.push(Affinity { l_target: "${node.class}".into(), r_target: "gpu".into(), operand: "=".into(), weight: 100 });
+    job.affinities.push(Affinity {
+        l_target: "${node.class}".into(),
+        r_target: "gpu".into(),
+        operand: "=".into(),
+        weight: 100,
+    });
     register(&mut h, job);
     assert_eq!(placed(&h)[0].node_id, mock::id(5));
 }
@@ -343,7 +482,11 @@ fn low_priority_filler(h: &mut Harness, priority: i64) -> Arc<drover_types::Job>
     filler.name = "filler".into();
     filler.priority = priority;
     filler.task_groups[0].count = 1;
-    filler.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 7000;
+    filler.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_mb = 7000;
     register(h, filler)
 }
 
@@ -361,7 +504,11 @@ fn preemption_evicts_only_much_lower_priority_work() {
     urgent.name = "urgent".into();
     urgent.priority = 80;
     urgent.task_groups[0].count = 1;
-    urgent.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 4000;
+    urgent.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_mb = 4000;
     register(&mut h, urgent);
     let plan = h.plans.last().unwrap();
     let evicted: Vec<&Allocation> = plan.node_preemptions.values().flatten().collect();
@@ -386,9 +533,18 @@ fn preemption_evicts_only_much_lower_priority_work() {
     close.name = "close".into();
     close.priority = 75;
     close.task_groups[0].count = 1;
-    close.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 4000;
+    close.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_mb = 4000;
     register(&mut h, close);
-    assert!(h.plans.last().map(|p| p.node_preemptions.is_empty()).unwrap_or(true));
+    assert!(
+        h.plans
+            .last()
+            .map(|p| p.node_preemptions.is_empty())
+            .unwrap_or(true)
+    );
     assert!(h.last_eval().unwrap().failed_tg_allocs.contains_key("web"));
 }
 
@@ -419,13 +575,24 @@ fn verified_commit_never_overfills_a_node() {
             .allocs_by_node(&n.id)
             .iter()
             .filter(|a| !a.terminal())
-            .map(|a| a.allocated_resources.as_ref().unwrap().tasks.values().map(|t| t.memory.memory_mb).sum::<i64>())
+            .map(|a| {
+                a.allocated_resources
+                    .as_ref()
+                    .unwrap()
+                    .tasks
+                    .values()
+                    .map(|t| t.memory.memory_mb)
+                    .sum::<i64>()
+            })
             .sum();
         assert!(used <= 8192 - 256, "node {} uses {used} MB", n.id);
     }
     let e = h.last_eval().unwrap();
     assert_eq!(e.status, "complete");
-    assert!(e.failed_tg_allocs.contains_key("web"), "40 × 500 MB cannot fit on two nodes");
+    assert!(
+        e.failed_tg_allocs.contains_key("web"),
+        "40 × 500 MB cannot fit on two nodes"
+    );
 }
 
 #[test]

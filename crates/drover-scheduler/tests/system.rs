@@ -41,7 +41,11 @@ fn constraint_misses_are_skipped_but_exhaustion_blocks() {
         h.state.upsert_node(n);
     }
     let mut job = mock::system_job();
-    job.constraints.push(Constraint { l_target: "${attr.kernel.name}".into(), r_target: "linux".into(), operand: "=".into() });
+    job.constraints.push(Constraint {
+        l_target: "${attr.kernel.name}".into(),
+        r_target: "linux".into(),
+        operand: "=".into(),
+    });
     register(&mut h, job);
     let allocs = placed(&h);
     assert_eq!(allocs.len(), 1);
@@ -50,7 +54,11 @@ fn constraint_misses_are_skipped_but_exhaustion_blocks() {
     let m = &e.failed_tg_allocs["agent"];
     assert_eq!(m.dimension_exhausted.get("memory"), Some(&1), "{m:?}");
     assert_eq!(h.create_evals.len(), 1);
-    assert_eq!(h.create_evals[0].node_id, mock::id(1), "blocked eval for the full node");
+    assert_eq!(
+        h.create_evals[0].node_id,
+        mock::id(1),
+        "blocked eval for the full node"
+    );
 }
 
 #[test]
@@ -74,7 +82,10 @@ fn sysbatch_completed_work_is_not_rerun() {
     assert_eq!(placed(&h).len(), 3);
     let done: Vec<Allocation> = live(&h, &job)
         .iter()
-        .map(|a| Allocation { client_status: client_status::COMPLETE.into(), ..(**a).clone() })
+        .map(|a| Allocation {
+            client_status: client_status::COMPLETE.into(),
+            ..(**a).clone()
+        })
         .collect();
     h.state.upsert_allocs(done);
     let plans_before = h.plans.len();
@@ -95,7 +106,10 @@ fn system_update_is_destructive_per_node() {
     let new = placed(&h);
     assert_eq!(new.len(), 3);
     for a in &new {
-        let prev = stopped(&h).into_iter().find(|s| s.id == a.previous_allocation).expect("replaces an alloc");
+        let prev = stopped(&h)
+            .into_iter()
+            .find(|s| s.id == a.previous_allocation)
+            .expect("replaces an alloc");
         assert_eq!(prev.node_id, a.node_id, "system updates stay on their node");
     }
 }
@@ -108,7 +122,11 @@ fn system_preemption_is_on_by_default() {
     filler.name = "filler".into();
     filler.priority = 20;
     filler.task_groups[0].count = 1;
-    filler.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 7800;
+    filler.task_groups[0].tasks[0]
+        .resources
+        .as_mut()
+        .unwrap()
+        .memory_mb = 7800;
     register(&mut h, filler);
     let mut sys = mock::system_job();
     sys.priority = 90;

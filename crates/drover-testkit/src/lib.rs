@@ -7,12 +7,14 @@ pub mod mock {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use drover_types::alloc::{AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, client_status, desired_status};
+    use drover_types::alloc::{
+        AllocatedResources, AllocatedSharedResources, AllocatedTaskResources, client_status, desired_status,
+    };
     use drover_types::canonicalize::canonicalize_job;
     use drover_types::job::{NetworkResource, Port, Resources, Task, TaskGroup};
     use drover_types::node::{
-        DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeReservedCpu, NodeReservedResources,
-        NodeResources, node_status,
+        DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeReservedCpu,
+        NodeReservedResources, NodeResources, node_status,
     };
     use drover_types::{Allocation, Job, Node};
 
@@ -37,12 +39,20 @@ pub mod mock {
             attributes.insert(k.to_string(), v.to_string());
         }
         attributes.insert("unique.hostname".into(), format!("host-{n}"));
-        attributes.insert("unique.network.ip-address".into(), format!("10.0.{}.{}", n / 250, n % 250 + 1));
+        attributes.insert(
+            "unique.network.ip-address".into(),
+            format!("10.0.{}.{}", n / 250, n % 250 + 1),
+        );
         let mut drivers = BTreeMap::new();
         for d in ["exec", "raw_exec", "docker"] {
             drivers.insert(
                 d.to_string(),
-                DriverInfo { detected: true, healthy: true, health_description: "Healthy".into(), ..Default::default() },
+                DriverInfo {
+                    detected: true,
+                    healthy: true,
+                    health_description: "Healthy".into(),
+                    ..Default::default()
+                },
             );
         }
         Node {
@@ -53,7 +63,11 @@ pub mod mock {
             http_addr: format!("10.0.{}.{}:4646", n / 250, n % 250 + 1),
             attributes,
             node_resources: Some(NodeResources {
-                cpu: NodeCpuResources { cpu_shares: 4000, total_cpu_cores: 4, reservable_cpu_cores: vec![0, 1, 2, 3] },
+                cpu: NodeCpuResources {
+                    cpu_shares: 4000,
+                    total_cpu_cores: 4,
+                    reservable_cpu_cores: vec![0, 1, 2, 3],
+                },
                 memory: NodeMemoryResources { memory_mb: 8192 },
                 disk: NodeDiskResources { disk_mb: 100 * 1024 },
                 networks: vec![NetworkResource {
@@ -69,7 +83,10 @@ pub mod mock {
                 ..Default::default()
             }),
             reserved_resources: Some(NodeReservedResources {
-                cpu: NodeReservedCpu { cpu_shares: 100, ..Default::default() },
+                cpu: NodeReservedCpu {
+                    cpu_shares: 100,
+                    ..Default::default()
+                },
                 memory: NodeMemoryResources { memory_mb: 256 },
                 disk: NodeDiskResources { disk_mb: 4 * 1024 },
                 ..Default::default()
@@ -87,12 +104,19 @@ pub mod mock {
 
     fn task(name: &str, cpu: i64, memory_mb: i64) -> Task {
         let mut config = BTreeMap::new();
-        config.insert("command".to_string(), serde_json::Value::String("/bin/date".into()));
+        config.insert(
+            "command".to_string(),
+            serde_json::Value::String("/bin/date".into()),
+        );
         Task {
             name: name.into(),
             driver: "exec".into(),
             config,
-            resources: Some(Resources { cpu, memory_mb, ..Default::default() }),
+            resources: Some(Resources {
+                cpu,
+                memory_mb,
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -108,7 +132,10 @@ pub mod mock {
                 name: "web".into(),
                 count: 10,
                 networks: vec![NetworkResource {
-                    dynamic_ports: vec![Port { label: "http".into(), ..Default::default() }],
+                    dynamic_ports: vec![Port {
+                        label: "http".into(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
                 tasks: vec![task("web", 500, 256)],
@@ -130,7 +157,12 @@ pub mod mock {
             job_type: "batch".into(),
             priority: 50,
             datacenters: vec!["dc1".into()],
-            task_groups: vec![TaskGroup { name: "worker".into(), count: 10, tasks: vec![task("worker", 500, 256)], ..Default::default() }],
+            task_groups: vec![TaskGroup {
+                name: "worker".into(),
+                count: 10,
+                tasks: vec![task("worker", 500, 256)],
+                ..Default::default()
+            }],
             job_modify_index: 99,
             create_index: 99,
             modify_index: 99,
@@ -147,7 +179,12 @@ pub mod mock {
             job_type: "system".into(),
             priority: 50,
             datacenters: vec!["dc1".into()],
-            task_groups: vec![TaskGroup { name: "agent".into(), count: 1, tasks: vec![task("agent", 100, 128)], ..Default::default() }],
+            task_groups: vec![TaskGroup {
+                name: "agent".into(),
+                count: 1,
+                tasks: vec![task("agent", 100, 128)],
+                ..Default::default()
+            }],
             job_modify_index: 99,
             create_index: 99,
             modify_index: 99,
@@ -181,8 +218,14 @@ pub mod mock {
             tasks.insert(
                 t.name.clone(),
                 AllocatedTaskResources {
-                    cpu: drover_types::alloc::AllocatedCpuResources { cpu_shares: r.cpu, reserved_cores: Vec::new() },
-                    memory: drover_types::alloc::AllocatedMemoryResources { memory_mb: r.memory_mb, memory_max_mb: 0 },
+                    cpu: drover_types::alloc::AllocatedCpuResources {
+                        cpu_shares: r.cpu,
+                        reserved_cores: Vec::new(),
+                    },
+                    memory: drover_types::alloc::AllocatedMemoryResources {
+                        memory_mb: r.memory_mb,
+                        memory_max_mb: 0,
+                    },
                     ..Default::default()
                 },
             );
@@ -220,7 +263,12 @@ mod tests {
 
     #[test]
     fn fixtures_are_valid() {
-        for j in [mock::job(), mock::batch_job(), mock::system_job(), mock::sysbatch_job()] {
+        for j in [
+            mock::job(),
+            mock::batch_job(),
+            mock::system_job(),
+            mock::sysbatch_job(),
+        ] {
             drover_types::validate::validate_job(&j).unwrap_or_else(|e| panic!("{}: {e}", j.id));
         }
         assert!(mock::node(3).ready());

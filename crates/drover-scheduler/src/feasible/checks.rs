@@ -79,7 +79,10 @@ pub fn drivers_ok(node: &Node, tg: &TaskGroup) -> Result<(), String> {
 
 /// The fingerprinted node networks (`NodeResources.NodeNetworks`, JSON objects).
 fn node_networks(node: &Node) -> &[Value] {
-    node.node_resources.as_ref().map(|r| r.node_networks.as_slice()).unwrap_or_default()
+    node.node_resources
+        .as_ref()
+        .map(|r| r.node_networks.as_slice())
+        .unwrap_or_default()
 }
 
 /// A node network's mode, `""` read as `"host"`.
@@ -101,9 +104,9 @@ fn mode_available(node: &Node, mode: &str) -> bool {
         }
         other => {
             networks.iter().any(|n| node_network_mode(n) == other)
-                || other
-                    .strip_prefix("cni/")
-                    .is_some_and(|name| !name.is_empty() && node.attributes.contains_key(&format!("cni.{name}")))
+                || other.strip_prefix("cni/").is_some_and(|name| {
+                    !name.is_empty() && node.attributes.contains_key(&format!("cni.{name}"))
+                })
         }
     }
 }
@@ -122,7 +125,11 @@ fn host_network_exists(node: &Node, name: &str) -> bool {
         || node_networks(node).iter().any(|nw| {
             nw.get("Addresses")
                 .and_then(Value::as_array)
-                .is_some_and(|addrs| addrs.iter().any(|a| a.get("Alias").and_then(Value::as_str) == Some(name)))
+                .is_some_and(|addrs| {
+                    addrs
+                        .iter()
+                        .any(|a| a.get("Alias").and_then(Value::as_str) == Some(name))
+                })
         })
 }
 
@@ -134,7 +141,10 @@ fn port_host_networks_ok(node: &Node, network: &NetworkResource) -> Result<(), S
         }
         // `host_network = "${meta.public_net}"` is interpolated against the node.
         let Some(name) = resolve_target(wanted, node) else {
-            return Err(format!("missing host network {wanted:?} for port {:?}", port.label));
+            return Err(format!(
+                "missing host network {wanted:?} for port {:?}",
+                port.label
+            ));
         };
         if name != "default" && !host_network_exists(node, &name) {
             return Err(format!("missing host network {name:?} for port {:?}", port.label));
@@ -148,7 +158,9 @@ fn port_host_networks_ok(node: &Node, network: &NetworkResource) -> Result<(), S
 /// name may be interpolated (`${meta.<k>}` / `${attr.<k>}`). `Err` is the filter reason
 /// (`missing host network "public" for port "http"`).
 pub fn host_networks_ok(node: &Node, tg: &TaskGroup) -> Result<(), String> {
-    tg.networks.iter().try_for_each(|n| port_host_networks_ok(node, n))
+    tg.networks
+        .iter()
+        .try_for_each(|n| port_host_networks_ok(node, n))
 }
 
 /// Every `type = "host"` volume request's `source` is exposed by the node (a key of
@@ -208,7 +220,10 @@ mod tests {
         assert!(datacenter_matches(&dcs(&["eu-1", "us-*"]), "us-west"));
         assert!(!datacenter_matches(&dcs(&["eu-1", "ap-*"]), "us-west"));
         assert!(!datacenter_matches(&[], "dc1"));
-        assert!(datacenter_matches(&dcs(&["dé*"]), "défense"), "unicode chars, not bytes");
+        assert!(
+            datacenter_matches(&dcs(&["dé*"]), "défense"),
+            "unicode chars, not bytes"
+        );
     }
 
     #[test]
@@ -226,7 +241,11 @@ mod tests {
         TaskGroup {
             tasks: drivers
                 .iter()
-                .map(|d| Task { name: format!("t-{d}"), driver: d.to_string(), ..Default::default() })
+                .map(|d| Task {
+                    name: format!("t-{d}"),
+                    driver: d.to_string(),
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }
@@ -235,34 +254,79 @@ mod tests {
     #[test]
     fn drivers() {
         let mut node = Node::default();
-        node.drivers.insert("docker".into(), DriverInfo { detected: true, healthy: true, ..Default::default() });
-        node.drivers.insert("exec".into(), DriverInfo { detected: true, healthy: false, ..Default::default() });
-        node.drivers.insert("java".into(), DriverInfo { detected: false, healthy: true, ..Default::default() });
+        node.drivers.insert(
+            "docker".into(),
+            DriverInfo {
+                detected: true,
+                healthy: true,
+                ..Default::default()
+            },
+        );
+        node.drivers.insert(
+            "exec".into(),
+            DriverInfo {
+                detected: true,
+                healthy: false,
+                ..Default::default()
+            },
+        );
+        node.drivers.insert(
+            "java".into(),
+            DriverInfo {
+                detected: false,
+                healthy: true,
+                ..Default::default()
+            },
+        );
         node.attributes.insert("driver.raw_exec".into(), "1".into());
         node.attributes.insert("driver.qemu".into(), "false".into());
         node.attributes.insert("driver.rkt".into(), "yes".into());
         // Attribute fallback is only used when the driver is absent from `drivers`.
         node.attributes.insert("driver.exec".into(), "1".into());
         assert_eq!(drivers_ok(&node, &tg_with_drivers(&["docker"])), Ok(()));
-        assert_eq!(drivers_ok(&node, &tg_with_drivers(&["docker", "raw_exec"])), Ok(()));
-        assert_eq!(drivers_ok(&node, &tg_with_drivers(&["docker", "exec"])), Err("exec".into()));
+        assert_eq!(
+            drivers_ok(&node, &tg_with_drivers(&["docker", "raw_exec"])),
+            Ok(())
+        );
+        assert_eq!(
+            drivers_ok(&node, &tg_with_drivers(&["docker", "exec"])),
+            Err("exec".into())
+        );
         assert_eq!(drivers_ok(&node, &tg_with_drivers(&["java"])), Err("java".into()));
         assert_eq!(drivers_ok(&node, &tg_with_drivers(&["qemu"])), Err("qemu".into()));
-        assert_eq!(drivers_ok(&node, &tg_with_drivers(&["rkt"])), Err("rkt".into()), "not a Go bool");
-        assert_eq!(drivers_ok(&node, &tg_with_drivers(&["podman", "exec"])), Err("podman".into()), "first missing");
+        assert_eq!(
+            drivers_ok(&node, &tg_with_drivers(&["rkt"])),
+            Err("rkt".into()),
+            "not a Go bool"
+        );
+        assert_eq!(
+            drivers_ok(&node, &tg_with_drivers(&["podman", "exec"])),
+            Err("podman".into()),
+            "first missing"
+        );
         assert_eq!(drivers_ok(&node, &tg_with_drivers(&[])), Ok(()));
         node.attributes.insert("driver.podman".into(), "true".into());
         assert_eq!(drivers_ok(&node, &tg_with_drivers(&["podman"])), Ok(()));
     }
 
     fn tg_mode(mode: &str) -> TaskGroup {
-        TaskGroup { networks: vec![NetworkResource { mode: mode.into(), ..Default::default() }], ..Default::default() }
+        TaskGroup {
+            networks: vec![NetworkResource {
+                mode: mode.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
     }
 
     fn with_networks(nets: Vec<Value>) -> Node {
-        let mut n = Node::default();
-        n.node_resources = Some(NodeResources { node_networks: nets, ..Default::default() });
-        n
+        Node {
+            node_resources: Some(NodeResources {
+                node_networks: nets,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -279,9 +343,14 @@ mod tests {
         }
         assert!(!network_mode_ok(&host_only, &tg_mode("bridge")));
         assert!(network_mode_ok(&with_bridge, &tg_mode("bridge")));
-        assert!(network_mode_ok(&old, &tg_mode("bridge")), "old clients fingerprint no networks");
+        assert!(
+            network_mode_ok(&old, &tg_mode("bridge")),
+            "old clients fingerprint no networks"
+        );
         let mut hairpin = host_only.clone();
-        hairpin.attributes.insert("nomad.bridge.hairpin_mode".into(), "false".into());
+        hairpin
+            .attributes
+            .insert("nomad.bridge.hairpin_mode".into(), "false".into());
         assert!(network_mode_ok(&hairpin, &tg_mode("bridge")));
         assert!(network_mode_ok(&with_cni, &tg_mode("cni/mynet")));
         assert!(!network_mode_ok(&with_cni, &tg_mode("cni/other")));
@@ -303,7 +372,11 @@ mod tests {
         node.meta.insert("net".into(), "public".into());
         let tg = |hn: &str| TaskGroup {
             networks: vec![NetworkResource {
-                dynamic_ports: vec![Port { label: "http".into(), host_network: hn.into(), ..Default::default() }],
+                dynamic_ports: vec![Port {
+                    label: "http".into(),
+                    host_network: hn.into(),
+                    ..Default::default()
+                }],
                 ..Default::default()
             }],
             ..Default::default()
@@ -313,7 +386,10 @@ mod tests {
         assert_eq!(host_networks_ok(&node, &tg("public")), Ok(()));
         assert_eq!(host_networks_ok(&node, &tg("private")), Ok(()));
         assert_eq!(host_networks_ok(&node, &tg("${meta.net}")), Ok(()));
-        assert_eq!(host_networks_ok(&node, &tg("dmz")), Err(r#"missing host network "dmz" for port "http""#.into()));
+        assert_eq!(
+            host_networks_ok(&node, &tg("dmz")),
+            Err(r#"missing host network "dmz" for port "http""#.into())
+        );
         assert!(host_networks_ok(&node, &tg("${meta.missing}")).is_err());
     }
 
@@ -321,7 +397,13 @@ mod tests {
         let mut tg = TaskGroup::default();
         tg.volumes.insert(
             "data".into(),
-            VolumeRequest { name: "data".into(), volume_type: "host".into(), source: source.into(), read_only, ..Default::default() },
+            VolumeRequest {
+                name: "data".into(),
+                volume_type: "host".into(),
+                source: source.into(),
+                read_only,
+                ..Default::default()
+            },
         );
         tg
     }
@@ -329,17 +411,45 @@ mod tests {
     #[test]
     fn host_volumes() {
         let mut node = Node::default();
-        node.host_volumes.insert("shared".into(), HostVolumeInfo { path: "/srv".into(), read_only: false, id: String::new() });
-        node.host_volumes.insert("certs".into(), HostVolumeInfo { path: "/etc/certs".into(), read_only: true, id: String::new() });
-        node.host_volumes.insert("dyn".into(), HostVolumeInfo { path: "/v/d".into(), read_only: false, id: "vol-123".into() });
-        node.host_volumes.insert("db[0]".into(), HostVolumeInfo::default());
+        node.host_volumes.insert(
+            "shared".into(),
+            HostVolumeInfo {
+                path: "/srv".into(),
+                read_only: false,
+                id: String::new(),
+            },
+        );
+        node.host_volumes.insert(
+            "certs".into(),
+            HostVolumeInfo {
+                path: "/etc/certs".into(),
+                read_only: true,
+                id: String::new(),
+            },
+        );
+        node.host_volumes.insert(
+            "dyn".into(),
+            HostVolumeInfo {
+                path: "/v/d".into(),
+                read_only: false,
+                id: "vol-123".into(),
+            },
+        );
+        node.host_volumes
+            .insert("db[0]".into(), HostVolumeInfo::default());
         assert!(host_volumes_ok(&node, &TaskGroup::default()));
         assert!(host_volumes_ok(&node, &tg_volume("shared", false)));
         assert!(host_volumes_ok(&node, &tg_volume("shared", true)));
         assert!(host_volumes_ok(&node, &tg_volume("certs", true)));
-        assert!(!host_volumes_ok(&node, &tg_volume("certs", false)), "read-only volume requested writable");
+        assert!(
+            !host_volumes_ok(&node, &tg_volume("certs", false)),
+            "read-only volume requested writable"
+        );
         assert!(!host_volumes_ok(&node, &tg_volume("missing", true)));
-        assert!(host_volumes_ok(&node, &tg_volume("vol-123", false)), "dynamic volume by ID");
+        assert!(
+            host_volumes_ok(&node, &tg_volume("vol-123", false)),
+            "dynamic volume by ID"
+        );
         assert!(!host_volumes_ok(&node, &tg_volume("db", false)));
         let mut per_alloc = tg_volume("db", false);
         if let Some(v) = per_alloc.volumes.get_mut("data") {
@@ -358,7 +468,14 @@ mod tests {
         assert!(!host_volumes_ok(&node, &odd));
         // Two requests: both must be satisfied.
         let mut two = tg_volume("shared", false);
-        two.volumes.insert("b".into(), VolumeRequest { volume_type: "host".into(), source: "nope".into(), ..Default::default() });
+        two.volumes.insert(
+            "b".into(),
+            VolumeRequest {
+                volume_type: "host".into(),
+                source: "nope".into(),
+                ..Default::default()
+            },
+        );
         assert!(!host_volumes_ok(&node, &two));
     }
 }

@@ -137,12 +137,14 @@ mod tests {
     use super::*;
 
     fn base() -> Node {
-        let mut n = Node::default();
-        n.id = "id-1".into();
-        n.name = "n1".into();
-        n.datacenter = "dc1".into();
-        n.node_class = "c".into();
-        n.node_pool = "default".into();
+        let mut n = Node {
+            id: "id-1".into(),
+            name: "n1".into(),
+            datacenter: "dc1".into(),
+            node_class: "c".into(),
+            node_pool: "default".into(),
+            ..Default::default()
+        };
         n.attributes.insert("kernel.name".into(), "linux".into());
         n.attributes.insert("unique.hostname".into(), "h1".into());
         n.meta.insert("rack".into(), "r1".into());
@@ -159,7 +161,11 @@ mod tests {
             vendor: "nvidia".into(),
             device_type: "gpu".into(),
             name: "t4".into(),
-            instances: vec![NodeDevice { id: id.into(), healthy: true, ..Default::default() }],
+            instances: vec![NodeDevice {
+                id: id.into(),
+                healthy: true,
+                ..Default::default()
+            }],
             attributes: [
                 ("memory".to_string(), json!({"Int": mem, "Unit": "MiB"})),
                 ("unique.uuid".to_string(), json!({"String": id})),
@@ -170,7 +176,12 @@ mod tests {
     }
 
     fn gpu_named(name: &str) -> NodeDeviceResource {
-        NodeDeviceResource { vendor: "nvidia".into(), device_type: "gpu".into(), name: name.into(), ..Default::default() }
+        NodeDeviceResource {
+            vendor: "nvidia".into(),
+            device_type: "gpu".into(),
+            name: name.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -180,8 +191,8 @@ mod tests {
         assert!(c[3..].parse::<u64>().is_ok());
         assert_eq!(c, computed_class(&base()));
         // Pinned: the hash must not drift between builds, processes or platforms.
-        assert_eq!(computed_class(&base()), "PIN_BASE");
-        assert_eq!(computed_class(&Node::default()), "PIN_EMPTY");
+        assert_eq!(computed_class(&base()), "v1:13125752485961047955");
+        assert_eq!(computed_class(&Node::default()), "v1:13207106572493837404");
     }
 
     #[test]
@@ -204,7 +215,8 @@ mod tests {
         b.id = "id-2".into();
         b.name = "n2".into();
         b.attributes.insert("unique.hostname".into(), "h2".into());
-        b.attributes.insert("unique.network.ip-address".into(), "10.0.0.2".into());
+        b.attributes
+            .insert("unique.network.ip-address".into(), "10.0.0.2".into());
         b.meta.insert("unique.serial".into(), "s2".into());
         b.status = "down".into();
         if let Some(r) = b.node_resources.as_mut() {
@@ -219,7 +231,8 @@ mod tests {
     #[test]
     fn non_unique_values_matter() {
         let a = computed_class(&base());
-        let changes: Vec<Box<dyn Fn(&mut Node)>> = vec![
+        type Change = Box<dyn Fn(&mut Node)>;
+        let changes: Vec<Change> = vec![
             Box::new(|n| {
                 n.attributes.insert("kernel.name".into(), "windows".into());
             }),

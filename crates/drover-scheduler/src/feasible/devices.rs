@@ -14,10 +14,10 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use drover_types::Node;
 use drover_types::TaskGroup;
 use drover_types::job::{Affinity, Constraint, RequestedDevice};
 use drover_types::node::NodeDeviceResource;
-use drover_types::Node;
 use serde_json::Value;
 
 use super::operand::{ConstraintChecker, affinity_operand_allowed, check_operand, order_holds};
@@ -71,7 +71,11 @@ fn render_attribute(v: &Value) -> Option<(String, Option<&str>)> {
     let Value::Object(map) = v else {
         return render_scalar(v).map(|s| (s, None));
     };
-    let field = |name: &str| map.iter().find(|(k, val)| k.eq_ignore_ascii_case(name) && !val.is_null()).map(|(_, val)| val);
+    let field = |name: &str| {
+        map.iter()
+            .find(|(k, val)| k.eq_ignore_ascii_case(name) && !val.is_null())
+            .map(|(_, val)| val)
+    };
     let unit = field("Unit").and_then(Value::as_str).filter(|u| !u.is_empty());
     ["Int", "Float", "String", "Bool"]
         .iter()
@@ -95,7 +99,10 @@ fn resolve_device_value<'a>(target: &'a str, dev: &'a NodeDeviceResource) -> Opt
         _ => {
             let key = target.strip_prefix("${device.attr.")?.strip_suffix('}')?;
             let (text, unit) = render_attribute(dev.attributes.get(key)?)?;
-            Some(DeviceValue { text: Cow::Owned(text), unit })
+            Some(DeviceValue {
+                text: Cow::Owned(text),
+                unit,
+            })
         }
     }
 }
@@ -169,7 +176,11 @@ fn parse_quantity(s: &str) -> Option<(f64, Option<(UnitKind, f64)>)> {
     let (num, rest) = s.split_at(split);
     let value = num.parse::<f64>().ok()?;
     let rest = rest.trim();
-    if rest.is_empty() { Some((value, None)) } else { Some((value, Some(unit(rest)?))) }
+    if rest.is_empty() {
+        Some((value, None))
+    } else {
+        Some((value, Some(unit(rest)?)))
+    }
 }
 
 fn quantity(v: &DeviceValue<'_>) -> Option<(f64, Option<(UnitKind, f64)>)> {
@@ -194,7 +205,12 @@ fn compare_quantities(l: &DeviceValue<'_>, r: &DeviceValue<'_>) -> Option<Option
     Some((lv * ls).partial_cmp(&(rv * rs)))
 }
 
-fn check_device_operand(op: &str, l: Option<DeviceValue<'_>>, r: Option<DeviceValue<'_>>, checker: &mut ConstraintChecker) -> bool {
+fn check_device_operand(
+    op: &str,
+    l: Option<DeviceValue<'_>>,
+    r: Option<DeviceValue<'_>>,
+    checker: &mut ConstraintChecker,
+) -> bool {
     if let (Some(lv), Some(rv)) = (&l, &r)
         && matches!(op, "=" | "==" | "is" | "!=" | "not" | "<" | "<=" | ">" | ">=")
         && let Some(ord) = compare_quantities(lv, rv)
@@ -205,7 +221,12 @@ fn check_device_operand(op: &str, l: Option<DeviceValue<'_>>, r: Option<DeviceVa
             _ => ord.is_some_and(|o| order_holds(op, o)),
         };
     }
-    check_operand(op, l.as_ref().map(|v| v.text.as_ref()), r.as_ref().map(|v| v.text.as_ref()), checker)
+    check_operand(
+        op,
+        l.as_ref().map(|v| v.text.as_ref()),
+        r.as_ref().map(|v| v.text.as_ref()),
+        checker,
+    )
 }
 
 impl ConstraintChecker {
@@ -230,7 +251,11 @@ impl ConstraintChecker {
 /// Whether a device group can serve a request, ignoring counts: the name matches and every
 /// request constraint holds. Shared with the device allocator, which must pick instances only
 /// from such groups.
-pub fn device_request_matches(dev: &NodeDeviceResource, req: &RequestedDevice, checker: &mut ConstraintChecker) -> bool {
+pub fn device_request_matches(
+    dev: &NodeDeviceResource,
+    req: &RequestedDevice,
+    checker: &mut ConstraintChecker,
+) -> bool {
     device_name_matches(&req.name, &dev.vendor, &dev.device_type, &dev.name)
         && req.constraints.iter().all(|c| checker.check_device(dev, c))
 }
@@ -255,7 +280,11 @@ pub fn devices_ok(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker) 
     if requests.is_empty() {
         return true;
     }
-    let groups: &[NodeDeviceResource] = node.node_resources.as_ref().map(|r| r.devices.as_slice()).unwrap_or_default();
+    let groups: &[NodeDeviceResource] = node
+        .node_resources
+        .as_ref()
+        .map(|r| r.devices.as_slice())
+        .unwrap_or_default();
     let mut remaining: Vec<u64> = groups.iter().map(healthy_instances).collect();
     let mut wants: Vec<(u64, Vec<usize>)> = Vec::with_capacity(requests.len());
     for req in requests {
@@ -263,7 +292,9 @@ pub fn devices_ok(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker) 
         let candidates: Vec<usize> = groups
             .iter()
             .enumerate()
-            .filter(|(i, g)| remaining[*i] > 0 && remaining[*i] >= need && device_request_matches(g, req, checker))
+            .filter(|(i, g)| {
+                remaining[*i] > 0 && remaining[*i] >= need && device_request_matches(g, req, checker)
+            })
             .map(|(i, _)| i)
             .collect();
         if candidates.is_empty() {
@@ -276,7 +307,9 @@ pub fn devices_ok(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker) 
     pool.sort_unstable();
     pool.dedup();
     let supply: u64 = pool.iter().map(|&g| remaining[g]).sum();
-    let demand = wants.iter().fold(0u64, |acc, (need, _)| acc.saturating_add(*need));
+    let demand = wants
+        .iter()
+        .fold(0u64, |acc, (need, _)| acc.saturating_add(*need));
     if demand > supply {
         return false;
     }
@@ -333,30 +366,60 @@ mod tests {
 
     use super::*;
 
-    fn group(vendor: &str, ty: &str, name: &str, healthy: usize, unhealthy: usize, attrs: Value) -> NodeDeviceResource {
+    fn group(
+        vendor: &str,
+        ty: &str,
+        name: &str,
+        healthy: usize,
+        unhealthy: usize,
+        attrs: Value,
+    ) -> NodeDeviceResource {
         let mut instances = Vec::new();
         for i in 0..healthy + unhealthy {
-            instances.push(NodeDevice { id: format!("{name}-{i}"), healthy: i < healthy, ..Default::default() });
+            instances.push(NodeDevice {
+                id: format!("{name}-{i}"),
+                healthy: i < healthy,
+                ..Default::default()
+            });
         }
         let attributes = match attrs {
             Value::Object(m) => m.into_iter().collect(),
             _ => Default::default(),
         };
-        NodeDeviceResource { vendor: vendor.into(), device_type: ty.into(), name: name.into(), instances, attributes }
+        NodeDeviceResource {
+            vendor: vendor.into(),
+            device_type: ty.into(),
+            name: name.into(),
+            instances,
+            attributes,
+        }
     }
 
     fn node(groups: Vec<NodeDeviceResource>) -> Node {
-        let mut n = Node::default();
-        n.node_resources = Some(NodeResources { devices: groups, ..Default::default() });
-        n
+        Node {
+            node_resources: Some(NodeResources {
+                devices: groups,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
     }
 
     fn req(name: &str, count: i64, constraints: Vec<Constraint>) -> RequestedDevice {
-        RequestedDevice { name: name.into(), count, constraints, affinities: vec![] }
+        RequestedDevice {
+            name: name.into(),
+            count,
+            constraints,
+            affinities: vec![],
+        }
     }
 
     fn con(l: &str, op: &str, r: &str) -> Constraint {
-        Constraint { l_target: l.into(), r_target: r.into(), operand: op.into() }
+        Constraint {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: op.into(),
+        }
     }
 
     fn tg(per_task: Vec<Vec<RequestedDevice>>) -> TaskGroup {
@@ -366,7 +429,10 @@ mod tests {
                 .enumerate()
                 .map(|(i, devices)| Task {
                     name: format!("t{i}"),
-                    resources: Some(Resources { devices, ..Default::default() }),
+                    resources: Some(Resources {
+                        devices,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 })
                 .collect(),
@@ -380,9 +446,30 @@ mod tests {
 
     fn nvidia_node() -> Node {
         node(vec![
-            group("nvidia", "gpu", "1080ti", 2, 1, json!({"memory": {"Int": 11264, "Unit": "MiB"}, "cuda_cores": {"Int": 3584, "Unit": ""}})),
-            group("nvidia", "gpu", "t4", 1, 0, json!({"memory": {"Int": 16, "Unit": "GiB"}, "unique.uuid": {"String": "abc"}})),
-            group("intel", "fpga", "f1", 4, 0, json!({"power": {"Float": 7.5, "Unit": "W"}, "ecc": {"Bool": true}})),
+            group(
+                "nvidia",
+                "gpu",
+                "1080ti",
+                2,
+                1,
+                json!({"memory": {"Int": 11264, "Unit": "MiB"}, "cuda_cores": {"Int": 3584, "Unit": ""}}),
+            ),
+            group(
+                "nvidia",
+                "gpu",
+                "t4",
+                1,
+                0,
+                json!({"memory": {"Int": 16, "Unit": "GiB"}, "unique.uuid": {"String": "abc"}}),
+            ),
+            group(
+                "intel",
+                "fpga",
+                "f1",
+                4,
+                0,
+                json!({"power": {"Float": 7.5, "Unit": "W"}, "ecc": {"Bool": true}}),
+            ),
         ])
     }
 
@@ -390,14 +477,28 @@ mod tests {
     fn name_forms() {
         assert!(device_name_matches("gpu", "nvidia", "gpu", "1080ti"));
         assert!(device_name_matches("nvidia/gpu", "nvidia", "gpu", "1080ti"));
-        assert!(device_name_matches("nvidia/gpu/1080ti", "nvidia", "gpu", "1080ti"));
+        assert!(device_name_matches(
+            "nvidia/gpu/1080ti",
+            "nvidia",
+            "gpu",
+            "1080ti"
+        ));
         assert!(!device_name_matches("fpga", "nvidia", "gpu", "1080ti"));
         assert!(!device_name_matches("amd/gpu", "nvidia", "gpu", "1080ti"));
         assert!(!device_name_matches("nvidia/gpu/t4", "nvidia", "gpu", "1080ti"));
-        assert!(!device_name_matches("nvidia", "nvidia", "gpu", "1080ti"), "one part is the type");
+        assert!(
+            !device_name_matches("nvidia", "nvidia", "gpu", "1080ti"),
+            "one part is the type"
+        );
         assert!(!device_name_matches("", "nvidia", "gpu", "1080ti"));
-        assert!(device_name_matches("/gpu", "nvidia", "gpu", "x"), "empty part is a wildcard");
-        assert!(device_name_matches("v/t/a/b", "v", "t", "a/b"), "name keeps its slashes");
+        assert!(
+            device_name_matches("/gpu", "nvidia", "gpu", "x"),
+            "empty part is a wildcard"
+        );
+        assert!(
+            device_name_matches("v/t/a/b", "v", "t", "a/b"),
+            "name keeps its slashes"
+        );
         assert!(!device_name_matches("NVIDIA/gpu", "nvidia", "gpu", "x"));
     }
 
@@ -406,13 +507,19 @@ mod tests {
         let n = nvidia_node();
         assert!(ok(&n, &TaskGroup::default()));
         assert!(ok(&n, &tg(vec![vec![req("nvidia/gpu/1080ti", 2, vec![])]])));
-        assert!(!ok(&n, &tg(vec![vec![req("nvidia/gpu/1080ti", 3, vec![])]])), "third instance is unhealthy");
+        assert!(
+            !ok(&n, &tg(vec![vec![req("nvidia/gpu/1080ti", 3, vec![])]])),
+            "third instance is unhealthy"
+        );
         assert!(ok(&n, &tg(vec![vec![req("fpga", 4, vec![])]])));
         assert!(!ok(&n, &tg(vec![vec![req("fpga", 5, vec![])]])));
         assert!(!ok(&n, &tg(vec![vec![req("tpu", 1, vec![])]])));
         assert!(!ok(&Node::default(), &tg(vec![vec![req("gpu", 1, vec![])]])));
         let all_sick = node(vec![group("nvidia", "gpu", "x", 0, 2, json!({}))]);
-        assert!(!ok(&all_sick, &tg(vec![vec![req("gpu", 0, vec![])]])), "zero count still needs a healthy group");
+        assert!(
+            !ok(&all_sick, &tg(vec![vec![req("gpu", 0, vec![])]])),
+            "zero count still needs a healthy group"
+        );
     }
 
     #[test]
@@ -423,20 +530,38 @@ mod tests {
         assert!(ok(&n, &tg(vec![one(), one(), one()])));
         assert!(!ok(&n, &tg(vec![one(), one(), one(), one()])));
         // Both 1080ti instances for one task, the other task must then take the t4.
-        assert!(ok(&n, &tg(vec![vec![req("gpu", 2, vec![])], vec![req("gpu", 1, vec![])]])));
-        assert!(!ok(&n, &tg(vec![vec![req("gpu", 2, vec![])], vec![req("gpu", 2, vec![])]])));
+        assert!(ok(
+            &n,
+            &tg(vec![vec![req("gpu", 2, vec![])], vec![req("gpu", 1, vec![])]])
+        ));
+        assert!(!ok(
+            &n,
+            &tg(vec![vec![req("gpu", 2, vec![])], vec![req("gpu", 2, vec![])]])
+        ));
         // A greedy first-fit would give the 1-GPU request the 1080ti group first and then
         // fail the 2-GPU t4-incompatible one; the search finds the working assignment.
-        assert!(ok(&n, &tg(vec![vec![req("gpu", 1, vec![])], vec![req("nvidia/gpu/1080ti", 2, vec![])]])));
+        assert!(ok(
+            &n,
+            &tg(vec![
+                vec![req("gpu", 1, vec![])],
+                vec![req("nvidia/gpu/1080ti", 2, vec![])]
+            ])
+        ));
     }
 
     #[test]
     fn device_constraints() {
         let n = nvidia_node();
         let one = |cs: Vec<Constraint>| tg(vec![vec![req("gpu", 1, cs)]]);
-        assert!(ok(&n, &one(vec![con("${device.attr.memory}", ">=", "12 GiB")])), "t4 has 16 GiB");
+        assert!(
+            ok(&n, &one(vec![con("${device.attr.memory}", ">=", "12 GiB")])),
+            "t4 has 16 GiB"
+        );
         assert!(!ok(&n, &one(vec![con("${device.attr.memory}", ">=", "32 GiB")])));
-        assert!(ok(&n, &one(vec![con("${device.attr.memory}", ">", "11000")])), "plain number read in MiB");
+        assert!(
+            ok(&n, &one(vec![con("${device.attr.memory}", ">", "11000")])),
+            "plain number read in MiB"
+        );
         assert!(ok(&n, &one(vec![con("${device.attr.memory}", "=", "16384 MiB")])));
         assert!(ok(&n, &one(vec![con("${device.model}", "=", "t4")])));
         assert!(!ok(&n, &one(vec![con("${device.model}", "=", "a100")])));
@@ -448,11 +573,21 @@ mod tests {
         assert!(ok(&n, &one(vec![con("${device.attr.nope}", "is_not_set", "")])));
         // Count and constraint together: only the 1080ti has 11 GiB but t4 is the only one
         // with >= 12 GiB, and it has one instance.
-        assert!(!ok(&n, &tg(vec![vec![req("gpu", 2, vec![con("${device.attr.memory}", ">=", "12 GiB")])]])));
+        assert!(!ok(
+            &n,
+            &tg(vec![vec![req(
+                "gpu",
+                2,
+                vec![con("${device.attr.memory}", ">=", "12 GiB")]
+            )]])
+        ));
         let fpga = |cs: Vec<Constraint>| tg(vec![vec![req("intel/fpga", 1, cs)]]);
         assert!(ok(&n, &fpga(vec![con("${device.attr.power}", "<", "8 W")])));
         assert!(ok(&n, &fpga(vec![con("${device.attr.power}", "<", "0.01 kW")])));
-        assert!(!ok(&n, &fpga(vec![con("${device.attr.power}", "<", "8 GiB")])), "different kinds never order");
+        assert!(
+            !ok(&n, &fpga(vec![con("${device.attr.power}", "<", "8 GiB")])),
+            "different kinds never order"
+        );
         assert!(ok(&n, &fpga(vec![con("${device.attr.power}", "!=", "8 GiB")])));
         assert!(ok(&n, &fpga(vec![con("${device.attr.ecc}", "=", "true")])));
     }
@@ -462,24 +597,54 @@ mod tests {
         let n = nvidia_node();
         let groups = &n.node_resources.as_ref().expect("resources").devices;
         let g = &groups[0];
-        assert_eq!(resolve_device_target("${device.model}", g).as_deref(), Some("1080ti"));
-        assert_eq!(resolve_device_target("${device.vendor}", g).as_deref(), Some("nvidia"));
+        assert_eq!(
+            resolve_device_target("${device.model}", g).as_deref(),
+            Some("1080ti")
+        );
+        assert_eq!(
+            resolve_device_target("${device.vendor}", g).as_deref(),
+            Some("nvidia")
+        );
         assert_eq!(resolve_device_target("${device.type}", g).as_deref(), Some("gpu"));
-        assert_eq!(resolve_device_target("${device.ids}", g).as_deref(), Some("1080ti-0,1080ti-1,1080ti-2"));
-        assert_eq!(resolve_device_target("${device.attr.memory}", g).as_deref(), Some("11264"));
+        assert_eq!(
+            resolve_device_target("${device.ids}", g).as_deref(),
+            Some("1080ti-0,1080ti-1,1080ti-2")
+        );
+        assert_eq!(
+            resolve_device_target("${device.attr.memory}", g).as_deref(),
+            Some("11264")
+        );
         assert_eq!(resolve_device_target("${device.attr.missing}", g), None);
         assert_eq!(resolve_device_target("${attr.kernel.name}", g), None);
         assert_eq!(resolve_device_target("lit", g).as_deref(), Some("lit"));
-        assert_eq!(resolve_device_target("${device.attr.power}", &groups[2]).as_deref(), Some("7.5"));
-        assert_eq!(resolve_device_target("${device.attr.ecc}", &groups[2]).as_deref(), Some("true"));
+        assert_eq!(
+            resolve_device_target("${device.attr.power}", &groups[2]).as_deref(),
+            Some("7.5")
+        );
+        assert_eq!(
+            resolve_device_target("${device.attr.ecc}", &groups[2]).as_deref(),
+            Some("true")
+        );
         let mut bare = g.clone();
         bare.attributes.insert("driver".into(), json!("535.1"));
-        bare.attributes.insert("lower".into(), json!({"int": 3, "unit": null, "float": null}));
-        assert_eq!(resolve_device_target("${device.attr.driver}", &bare).as_deref(), Some("535.1"));
-        assert_eq!(resolve_device_target("${device.attr.lower}", &bare).as_deref(), Some("3"));
+        bare.attributes
+            .insert("lower".into(), json!({"int": 3, "unit": null, "float": null}));
+        assert_eq!(
+            resolve_device_target("${device.attr.driver}", &bare).as_deref(),
+            Some("535.1")
+        );
+        assert_eq!(
+            resolve_device_target("${device.attr.lower}", &bare).as_deref(),
+            Some("3")
+        );
 
         let mut c = ConstraintChecker::new();
-        let aff = |l: &str, op: &str, r: &str| Affinity { l_target: l.into(), r_target: r.into(), operand: op.into(), weight: 50 };
+        let aff = |l: &str, op: &str, r: &str| Affinity {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: op.into(),
+            weight: 50,
+        };
         assert!(c.matches_device_affinity(&groups[1], &aff("${device.attr.memory}", ">=", "4 GiB")));
         assert!(!c.matches_device_affinity(&groups[0], &aff("${device.attr.memory}", ">=", "12 GiB")));
         assert!(!c.matches_device_affinity(&groups[0], &aff("${device.attr.memory}", "is_set", "")));
@@ -491,12 +656,26 @@ mod tests {
 
     #[test]
     fn quantities() {
-        assert_eq!(parse_quantity("2 GiB").map(|(v, u)| (v, u.map(|x| x.1))), Some((2.0, Some(1024f64.powi(3)))));
-        assert_eq!(parse_quantity("2GB").map(|(v, u)| (v, u.map(|x| x.1))), Some((2.0, Some(1e9))));
-        assert_eq!(parse_quantity("1.5").map(|(v, u)| (v, u.is_none())), Some((1.5, true)));
+        assert_eq!(
+            parse_quantity("2 GiB").map(|(v, u)| (v, u.map(|x| x.1))),
+            Some((2.0, Some(1024f64.powi(3))))
+        );
+        assert_eq!(
+            parse_quantity("2GB").map(|(v, u)| (v, u.map(|x| x.1))),
+            Some((2.0, Some(1e9)))
+        );
+        assert_eq!(
+            parse_quantity("1.5").map(|(v, u)| (v, u.is_none())),
+            Some((1.5, true))
+        );
         assert!(parse_quantity("2 parsecs").is_none());
         assert!(parse_quantity("GiB").is_none());
-        assert!(unit("MHz").is_some() && unit("Gib/s").is_some() && unit("kB/s").is_some() && unit("mW").is_some());
+        assert!(
+            unit("MHz").is_some()
+                && unit("Gib/s").is_some()
+                && unit("kB/s").is_some()
+                && unit("mW").is_some()
+        );
         assert!(unit("mB").is_none() && unit("KiW").is_none() && unit("x").is_none());
     }
 
@@ -504,7 +683,9 @@ mod tests {
     fn huge_infeasible_request_lists_terminate() {
         // 40 one-GPU requests over 10 groups of 3 healthy instances: 30 < 40, infeasible
         // (caught by the supply check).
-        let groups = (0..10).map(|i| group("v", "gpu", &format!("g{i}"), 3, 0, json!({}))).collect();
+        let groups = (0..10)
+            .map(|i| group("v", "gpu", &format!("g{i}"), 3, 0, json!({})))
+            .collect();
         let n = node(groups);
         let many = tg((0..40).map(|_| vec![req("gpu", 1, vec![])]).collect());
         assert!(!ok(&n, &many));

@@ -45,9 +45,13 @@ use drover_types::TaskGroup;
 use drover_types::job::Constraint;
 use drover_types::{Node, job::VolumeRequest};
 
-pub use checks::{datacenter_matches, drivers_ok, host_networks_ok, host_volumes_ok, network_mode_ok, node_pool_matches};
+pub use checks::{
+    datacenter_matches, drivers_ok, host_networks_ok, host_volumes_ok, network_mode_ok, node_pool_matches,
+};
 pub use class::computed_class;
-pub use devices::{device_name_matches, device_request_matches, devices_ok, healthy_instances, resolve_device_target};
+pub use devices::{
+    device_name_matches, device_request_matches, devices_ok, healthy_instances, resolve_device_target,
+};
 pub use operand::{ConstraintChecker, check_operand, compare_values};
 pub use target::{escapes_class, resolve_target};
 
@@ -66,20 +70,34 @@ fn is_distinct(c: &Constraint) -> bool {
 
 /// The group's constraints followed by every task's, as the group-level checks see them.
 pub fn group_constraints(tg: &TaskGroup) -> impl Iterator<Item = &Constraint> {
-    tg.constraints.iter().chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
+    tg.constraints
+        .iter()
+        .chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
 }
 
 /// Whether a group escapes class caching: a group or task constraint reads a `unique.*` value
 /// (see [`escapes_class`]) or the group requests a CSI volume.
 pub fn group_escapes_class(tg: &TaskGroup) -> bool {
     let unique = group_constraints(tg).any(|c| escapes_class(std::slice::from_ref(c)));
-    unique || tg.volumes.values().any(|v: &VolumeRequest| v.volume_type == "csi")
+    unique
+        || tg
+            .volumes
+            .values()
+            .any(|v: &VolumeRequest| v.volume_type == "csi")
 }
 
 /// Job-level constraints (`distinct_*` skipped). `Err` = the failing constraint rendered as
 /// Nomad prints it (`"${attr.kernel.name} = linux"`), the `ConstraintFiltered` key.
-pub fn check_job(node: &Node, constraints: &[Constraint], checker: &mut ConstraintChecker) -> Result<(), String> {
-    match constraints.iter().filter(|c| !is_distinct(c)).find(|c| !checker.check(node, c)) {
+pub fn check_job(
+    node: &Node,
+    constraints: &[Constraint],
+    checker: &mut ConstraintChecker,
+) -> Result<(), String> {
+    match constraints
+        .iter()
+        .filter(|c| !is_distinct(c))
+        .find(|c| !checker.check(node, c))
+    {
         Some(c) => Err(c.to_string()),
         None => Ok(()),
     }
@@ -89,7 +107,10 @@ pub fn check_job(node: &Node, constraints: &[Constraint], checker: &mut Constrai
 /// network mode, host networks. `Err` = the `ConstraintFiltered` key of the first failure.
 pub fn check_group(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker) -> Result<(), String> {
     drivers_ok(node, tg).map_err(|_| FILTER_DRIVERS.to_string())?;
-    if let Some(c) = group_constraints(tg).filter(|c| !is_distinct(c)).find(|c| !checker.check(node, c)) {
+    if let Some(c) = group_constraints(tg)
+        .filter(|c| !is_distinct(c))
+        .find(|c| !checker.check(node, c))
+    {
         return Err(c.to_string());
     }
     if !devices_ok(node, tg, checker) {
@@ -103,7 +124,11 @@ pub fn check_group(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker)
 
 /// The never-cached availability checks (host volumes). `Err` = the `ConstraintFiltered` key.
 pub fn check_group_available(node: &Node, tg: &TaskGroup) -> Result<(), String> {
-    if host_volumes_ok(node, tg) { Ok(()) } else { Err(FILTER_HOST_VOLUMES.to_string()) }
+    if host_volumes_ok(node, tg) {
+        Ok(())
+    } else {
+        Err(FILTER_HOST_VOLUMES.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -115,19 +140,35 @@ mod tests {
     use super::*;
 
     fn con(l: &str, op: &str, r: &str) -> Constraint {
-        Constraint { l_target: l.into(), r_target: r.into(), operand: op.into() }
+        Constraint {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: op.into(),
+        }
     }
 
     fn linux_docker_node() -> Node {
         let mut n = Node::default();
         n.attributes.insert("kernel.name".into(), "linux".into());
-        n.drivers.insert("docker".into(), DriverInfo { detected: true, healthy: true, ..Default::default() });
+        n.drivers.insert(
+            "docker".into(),
+            DriverInfo {
+                detected: true,
+                healthy: true,
+                ..Default::default()
+            },
+        );
         n
     }
 
     fn group(driver: &str, constraints: Vec<Constraint>) -> TaskGroup {
         TaskGroup {
-            tasks: vec![Task { name: "t".into(), driver: driver.into(), constraints, ..Default::default() }],
+            tasks: vec![Task {
+                name: "t".into(),
+                driver: driver.into(),
+                constraints,
+                ..Default::default()
+            }],
             ..Default::default()
         }
     }
@@ -136,12 +177,25 @@ mod tests {
     fn job_checks_report_the_failing_constraint() {
         let n = linux_docker_node();
         let mut c = ConstraintChecker::new();
-        assert_eq!(check_job(&n, &[con("${attr.kernel.name}", "=", "linux")], &mut c), Ok(()));
         assert_eq!(
-            check_job(&n, &[con("${attr.kernel.name}", "=", "linux"), con("${attr.kernel.name}", "=", "windows")], &mut c),
+            check_job(&n, &[con("${attr.kernel.name}", "=", "linux")], &mut c),
+            Ok(())
+        );
+        assert_eq!(
+            check_job(
+                &n,
+                &[
+                    con("${attr.kernel.name}", "=", "linux"),
+                    con("${attr.kernel.name}", "=", "windows")
+                ],
+                &mut c
+            ),
             Err("${attr.kernel.name} = windows".into())
         );
-        assert_eq!(check_job(&n, &[con("", "distinct_hosts", "true")], &mut c), Ok(()));
+        assert_eq!(
+            check_job(&n, &[con("", "distinct_hosts", "true")], &mut c),
+            Ok(())
+        );
     }
 
     #[test]
@@ -150,33 +204,72 @@ mod tests {
         let mut c = ConstraintChecker::new();
         assert_eq!(check_group(&n, &group("docker", vec![]), &mut c), Ok(()));
         // Drivers are reported before constraints.
-        assert_eq!(check_group(&n, &group("exec", vec![con("${attr.x}", "is_set", "")]), &mut c), Err(FILTER_DRIVERS.into()));
         assert_eq!(
-            check_group(&n, &group("docker", vec![con("${attr.kernel.name}", "!=", "linux")]), &mut c),
+            check_group(&n, &group("exec", vec![con("${attr.x}", "is_set", "")]), &mut c),
+            Err(FILTER_DRIVERS.into())
+        );
+        assert_eq!(
+            check_group(
+                &n,
+                &group("docker", vec![con("${attr.kernel.name}", "!=", "linux")]),
+                &mut c
+            ),
             Err("${attr.kernel.name} != linux".into())
         );
         let mut bridge = group("docker", vec![]);
-        bridge.networks.push(NetworkResource { mode: "cni/x".into(), ..Default::default() });
+        bridge.networks.push(NetworkResource {
+            mode: "cni/x".into(),
+            ..Default::default()
+        });
         assert_eq!(check_group(&n, &bridge, &mut c), Err(FILTER_NETWORK.into()));
         let mut vol = group("docker", vec![]);
-        vol.volumes.insert("v".into(), VolumeRequest { volume_type: "host".into(), source: "data".into(), ..Default::default() });
-        assert_eq!(check_group(&n, &vol, &mut c), Ok(()), "volumes are not a cacheable check");
+        vol.volumes.insert(
+            "v".into(),
+            VolumeRequest {
+                volume_type: "host".into(),
+                source: "data".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            check_group(&n, &vol, &mut c),
+            Ok(()),
+            "volumes are not a cacheable check"
+        );
         assert_eq!(check_group_available(&n, &vol), Err(FILTER_HOST_VOLUMES.into()));
         assert_eq!(check_group_available(&n, &group("docker", vec![])), Ok(()));
     }
 
     #[test]
     fn group_escape_rules() {
-        assert!(!group_escapes_class(&group("docker", vec![con("${attr.kernel.name}", "=", "linux")])));
-        assert!(group_escapes_class(&group("docker", vec![con("${node.unique.id}", "=", "x")])), "task constraint");
+        assert!(!group_escapes_class(&group(
+            "docker",
+            vec![con("${attr.kernel.name}", "=", "linux")]
+        )));
+        assert!(
+            group_escapes_class(&group("docker", vec![con("${node.unique.id}", "=", "x")])),
+            "task constraint"
+        );
         let mut tg = group("docker", vec![]);
         tg.constraints.push(con("${attr.unique.hostname}", "=", "h"));
         assert!(group_escapes_class(&tg));
         let mut csi = group("docker", vec![]);
-        csi.volumes.insert("v".into(), VolumeRequest { volume_type: "csi".into(), ..Default::default() });
+        csi.volumes.insert(
+            "v".into(),
+            VolumeRequest {
+                volume_type: "csi".into(),
+                ..Default::default()
+            },
+        );
         assert!(group_escapes_class(&csi));
         let mut host = group("docker", vec![]);
-        host.volumes.insert("v".into(), VolumeRequest { volume_type: "host".into(), ..Default::default() });
+        host.volumes.insert(
+            "v".into(),
+            VolumeRequest {
+                volume_type: "host".into(),
+                ..Default::default()
+            },
+        );
         assert!(!group_escapes_class(&host));
     }
 }

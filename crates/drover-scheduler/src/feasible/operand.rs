@@ -64,13 +64,22 @@ impl ConstraintChecker {
         }
         self.regexes
             .entry(pattern.to_string())
-            .or_insert_with(|| RegexBuilder::new(pattern).size_limit(REGEX_SIZE_LIMIT).build().ok())
+            .or_insert_with(|| {
+                RegexBuilder::new(pattern)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .ok()
+            })
             .as_ref()
             .is_some_and(|re| re.is_match(value))
     }
 
     fn version_match(&mut self, value: &str, constraint: &str, strict: bool) -> bool {
-        let cache = if strict { &mut self.semvers } else { &mut self.versions };
+        let cache = if strict {
+            &mut self.semvers
+        } else {
+            &mut self.versions
+        };
         if cache.len() >= CACHE_CAP && !cache.contains_key(constraint) {
             cache.clear();
         }
@@ -81,14 +90,21 @@ impl ConstraintChecker {
         else {
             return false;
         };
-        let v = if strict { version::parse_strict(value) } else { version::parse_lenient(value) };
+        let v = if strict {
+            version::parse_strict(value)
+        } else {
+            version::parse_lenient(value)
+        };
         v.is_some_and(|v| parsed.check(&v))
     }
 }
 
 /// Operands an affinity may use.
 pub(crate) fn affinity_operand_allowed(op: &str) -> bool {
-    !matches!(op, "distinct_hosts" | "distinct_property" | "is_set" | "is_not_set")
+    !matches!(
+        op,
+        "distinct_hosts" | "distinct_property" | "is_set" | "is_not_set"
+    )
 }
 
 /// Orders two resolved values: as int64 when both parse, else as float64 when both parse,
@@ -206,7 +222,10 @@ mod tests {
         assert!(op(">=", Some("2.0"), Some("2")));
         assert!(op("<=", Some("-3"), Some("-2")));
         assert!(op(">", Some("b"), Some("a")), "lexical");
-        assert!(op("<", Some("10a"), Some("9")), "lexical when one side is not a number");
+        assert!(
+            op("<", Some("10a"), Some("9")),
+            "lexical when one side is not a number"
+        );
         assert!(op(">=", Some("a"), Some("a")));
         assert!(!op(">", Some("a"), Some("a")));
         assert!(!op("<", Some("NaN"), Some("1")), "NaN is unordered");
@@ -226,7 +245,10 @@ mod tests {
 
     #[test]
     fn regexp() {
-        assert!(op("regexp", Some("linux-amd64"), Some("amd64")), "unanchored search");
+        assert!(
+            op("regexp", Some("linux-amd64"), Some("amd64")),
+            "unanchored search"
+        );
         assert!(op("regexp", Some("linux-amd64"), Some("^linux-.*64$")));
         assert!(!op("regexp", Some("xlinux"), Some("^linux")));
         assert!(!op("regexp", Some("abc"), Some("(")), "invalid regex");
@@ -256,7 +278,10 @@ mod tests {
         assert!(op("version", Some("1.2"), Some("= 1.2.0")));
         assert!(op("version", Some("1.2.3.4"), Some("> 1.2.3")));
         assert!(op("version", Some("1.2.3-beta"), Some("< 1.2.3-rc.1")));
-        assert!(!op("version", Some("1.2.3-beta"), Some("< 1.2.3")), "pre-release never meets a release ordering constraint");
+        assert!(
+            !op("version", Some("1.2.3-beta"), Some("< 1.2.3")),
+            "pre-release never meets a release ordering constraint"
+        );
         assert!(!op("version", Some("not-a-version"), Some(">= 1.0")));
         assert!(!op("version", Some("1.0"), Some(">= banana")));
         assert!(!op("version", Some("1.0"), Some("")));
@@ -267,11 +292,23 @@ mod tests {
     #[test]
     fn semver_operand() {
         assert!(op("semver", Some("1.2.3"), Some(">= 1.2.0, < 2.0.0")));
-        assert!(op("semver", Some("1.2.3-beta"), Some("< 1.2.3")), "pre-release orders below its release");
+        assert!(
+            op("semver", Some("1.2.3-beta"), Some("< 1.2.3")),
+            "pre-release orders below its release"
+        );
         assert!(op("semver", Some("1.6.0-beta.1"), Some(">= 1.0.0")));
-        assert!(!op("semver", Some("1.2"), Some(">= 1.0.0")), "1.2 is not strict semver");
-        assert!(!op("semver", Some("1.2.0"), Some(">= 1.0")), "nor in the constraint");
-        assert!(!op("semver", Some("1.2.3"), Some("~> 1.2.0")), "no pessimistic operator");
+        assert!(
+            !op("semver", Some("1.2"), Some(">= 1.0.0")),
+            "1.2 is not strict semver"
+        );
+        assert!(
+            !op("semver", Some("1.2.0"), Some(">= 1.0")),
+            "nor in the constraint"
+        );
+        assert!(
+            !op("semver", Some("1.2.3"), Some("~> 1.2.0")),
+            "no pessimistic operator"
+        );
         assert!(op("semver", Some("1.0.0-alpha.beta"), Some("> 1.0.0-alpha.1")));
         assert!(op("semver", Some("1.0.0+x"), Some("= 1.0.0+y")));
         assert!(op("semver", Some("2.0.0"), Some("!= 1.0.0")));
@@ -290,7 +327,10 @@ mod tests {
         assert!(op("set_contains_any", Some("a, b"), Some("d , b")));
         assert!(!op("set_contains_any", Some("a, b"), Some("d, e")));
         assert!(!op("set_contains_any", None, Some("a")));
-        assert!(!op("set_contains", Some("ab"), Some("a")), "items, not substrings");
+        assert!(
+            !op("set_contains", Some("ab"), Some("a")),
+            "items, not substrings"
+        );
     }
 
     #[test]
@@ -307,7 +347,11 @@ mod tests {
         node.attributes.insert("kernel.name".into(), "linux".into());
         node.attributes.insert("cpu.numcores".into(), "16".into());
         let mut c = ConstraintChecker::new();
-        let con = |l: &str, o: &str, r: &str| Constraint { l_target: l.into(), r_target: r.into(), operand: o.into() };
+        let con = |l: &str, o: &str, r: &str| Constraint {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: o.into(),
+        };
         assert!(c.check(&node, &con("${attr.kernel.name}", "=", "linux")));
         assert!(!c.check(&node, &con("${attr.kernel.name}", "=", "windows")));
         assert!(c.check(&node, &con("${attr.cpu.numcores}", ">", "8")));
@@ -319,15 +363,47 @@ mod tests {
 
     #[test]
     fn affinity_matching() {
-        let mut node = Node::default();
-        node.datacenter = "dc1".into();
+        let node = Node {
+            datacenter: "dc1".into(),
+            ..Default::default()
+        };
         let mut c = ConstraintChecker::new();
-        let aff = |l: &str, o: &str, r: &str| Affinity { l_target: l.into(), r_target: r.into(), operand: o.into(), weight: 50 };
+        let aff = |l: &str, o: &str, r: &str| Affinity {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: o.into(),
+            weight: 50,
+        };
         assert!(c.matches_affinity(&node, &aff("${node.datacenter}", "=", "dc1")));
         assert!(!c.matches_affinity(&node, &aff("${node.datacenter}", "=", "dc2")));
         assert!(c.matches_affinity(&node, &aff("${node.datacenter}", "regexp", "^dc")));
         assert!(!c.matches_affinity(&node, &aff("${node.datacenter}", "is_set", "")));
         assert!(!c.matches_affinity(&node, &aff("${attr.x}", "is_not_set", "")));
         assert!(!c.matches_affinity(&node, &aff("${node.datacenter}", "distinct_hosts", "")));
+    }
+
+    proptest::proptest! {
+        /// Total on arbitrary input: every operand, found or missing sides, never panics,
+        /// and `=` / `!=` stay complementary when both sides are found.
+        #[test]
+        fn never_panics(
+            op_idx in 0usize..20,
+            l in proptest::option::of("[ -~]{0,12}"),
+            r in proptest::option::of("[ -~,<>=~!.0-9v-]{0,16}"),
+        ) {
+            const OPS: [&str; 20] = [
+                "=", "==", "is", "!=", "not", "<", "<=", ">", ">=", "is_set", "is_not_set",
+                "regexp", "version", "semver", "set_contains", "set_contains_all",
+                "set_contains_any", "distinct_hosts", "distinct_property", "???",
+            ];
+            let mut c = ConstraintChecker::new();
+            let _ = check_operand(OPS[op_idx], l.as_deref(), r.as_deref(), &mut c);
+            if let (Some(a), Some(b)) = (l.as_deref(), r.as_deref()) {
+                proptest::prop_assert_ne!(
+                    check_operand("=", Some(a), Some(b), &mut c),
+                    check_operand("!=", Some(a), Some(b), &mut c)
+                );
+            }
+        }
     }
 }

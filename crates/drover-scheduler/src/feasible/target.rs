@@ -55,7 +55,9 @@ fn target_is_unique(target: &str) -> bool {
 /// (`${node.unique.*}`, `${attr.unique.*}`, `${meta.unique.*}`, `${unique.*}`)? Such
 /// jobs/groups "escape" class caching: their feasibility must be checked node by node.
 pub fn escapes_class(constraints: &[Constraint]) -> bool {
-    constraints.iter().any(|c| target_is_unique(&c.l_target) || target_is_unique(&c.r_target))
+    constraints
+        .iter()
+        .any(|c| target_is_unique(&c.l_target) || target_is_unique(&c.r_target))
 }
 
 #[cfg(test)]
@@ -63,12 +65,14 @@ mod tests {
     use super::*;
 
     fn node() -> Node {
-        let mut n = Node::default();
-        n.id = "f0b3-node-id".into();
-        n.name = "client-1".into();
-        n.datacenter = "dc1".into();
-        n.node_class = "gpu".into();
-        n.node_pool = "prod".into();
+        let mut n = Node {
+            id: "f0b3-node-id".into(),
+            name: "client-1".into(),
+            datacenter: "dc1".into(),
+            node_class: "gpu".into(),
+            node_pool: "prod".into(),
+            ..Default::default()
+        };
         n.attributes.insert("kernel.name".into(), "linux".into());
         n.attributes.insert("unique.hostname".into(), "host-1".into());
         n.meta.insert("rack".into(), "r1".into());
@@ -82,7 +86,11 @@ mod tests {
         let r = |t: &str| resolve_target(t, &n);
         assert_eq!(r("linux").as_deref(), Some("linux"));
         assert_eq!(r("").as_deref(), Some(""));
-        assert_eq!(r("a ${attr.kernel.name}").as_deref(), Some("a ${attr.kernel.name}"), "literal unless it starts with ${{");
+        assert_eq!(
+            r("a ${attr.kernel.name}").as_deref(),
+            Some("a ${attr.kernel.name}"),
+            "literal unless it starts with ${{"
+        );
         assert_eq!(r("${node.unique.id}").as_deref(), Some("f0b3-node-id"));
         assert_eq!(r("${node.unique.name}").as_deref(), Some("client-1"));
         assert_eq!(r("${node.datacenter}").as_deref(), Some("dc1"));
@@ -91,7 +99,11 @@ mod tests {
         assert_eq!(r("${attr.kernel.name}").as_deref(), Some("linux"));
         assert_eq!(r("${attr.unique.hostname}").as_deref(), Some("host-1"));
         assert_eq!(r("${meta.rack}").as_deref(), Some("r1"));
-        assert_eq!(r("${meta.empty}").as_deref(), Some(""), "present but empty is found");
+        assert_eq!(
+            r("${meta.empty}").as_deref(),
+            Some(""),
+            "present but empty is found"
+        );
         assert_eq!(r("${attr.missing}"), None);
         assert_eq!(r("${meta.missing}"), None);
         assert_eq!(r("${node.region}"), None);
@@ -109,15 +121,29 @@ mod tests {
 
     #[test]
     fn escaping_targets() {
-        let c = |l: &str, r: &str| Constraint { l_target: l.into(), r_target: r.into(), operand: "=".into() };
+        let c = |l: &str, r: &str| Constraint {
+            l_target: l.into(),
+            r_target: r.into(),
+            operand: "=".into(),
+        };
         assert!(!escapes_class(&[]));
-        assert!(!escapes_class(&[c("${attr.kernel.name}", "linux"), c("${node.class}", "x"), c("${meta.rack}", "r1")]));
+        assert!(!escapes_class(&[
+            c("${attr.kernel.name}", "linux"),
+            c("${node.class}", "x"),
+            c("${meta.rack}", "r1")
+        ]));
         assert!(escapes_class(&[c("${node.unique.id}", "abc")]));
         assert!(escapes_class(&[c("${node.unique.name}", "abc")]));
         assert!(escapes_class(&[c("${attr.unique.hostname}", "h")]));
         assert!(escapes_class(&[c("${meta.unique.x}", "h")]));
         assert!(escapes_class(&[c("${unique.x}", "h")]));
-        assert!(escapes_class(&[c("${attr.kernel.name}", "linux"), c("h", "${attr.unique.hostname}")]), "right side counts");
+        assert!(
+            escapes_class(&[
+                c("${attr.kernel.name}", "linux"),
+                c("h", "${attr.unique.hostname}")
+            ]),
+            "right side counts"
+        );
         assert!(!escapes_class(&[c("${attr.uniqueness}", "x")]));
     }
 }

@@ -60,12 +60,13 @@ impl Version {
 
     /// Full precedence (build metadata is not stored, so it cannot matter).
     pub(crate) fn precedence(&self, other: &Version) -> Ordering {
-        self.cmp_segments(other).then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => self.pre.cmp(&other.pre),
-        })
+        self.cmp_segments(other)
+            .then_with(|| match (self.pre.is_empty(), other.pre.is_empty()) {
+                (true, true) => Ordering::Equal,
+                (true, false) => Ordering::Greater,
+                (false, true) => Ordering::Less,
+                (false, false) => self.pre.cmp(&other.pre),
+            })
     }
 }
 
@@ -138,14 +139,24 @@ pub(crate) fn parse_lenient(s: &str) -> Option<Version> {
     let pre = if rest.is_empty() {
         Vec::new()
     } else if let Some(p) = rest.strip_prefix('-') {
-        identifiers(p, ident_char_lenient)?.into_iter().map(lenient_ident).collect()
+        identifiers(p, ident_char_lenient)?
+            .into_iter()
+            .map(lenient_ident)
+            .collect()
     } else if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '~') {
-        identifiers(rest, ident_char_lenient)?.into_iter().map(lenient_ident).collect()
+        identifiers(rest, ident_char_lenient)?
+            .into_iter()
+            .map(lenient_ident)
+            .collect()
     } else {
         return None;
     };
     let (segments, written) = pad(segments);
-    Some(Version { segments, written, pre })
+    Some(Version {
+        segments,
+        written,
+        pre,
+    })
 }
 
 /// A numeric identifier of strict semver: digits, no leading zero (except "0" itself).
@@ -174,7 +185,10 @@ pub(crate) fn parse_strict(s: &str) -> Option<Version> {
     if parts.len() != 3 {
         return None;
     }
-    let segments = parts.iter().map(|p| strict_number(p)).collect::<Option<Vec<u64>>>()?;
+    let segments = parts
+        .iter()
+        .map(|p| strict_number(p))
+        .collect::<Option<Vec<u64>>>()?;
     let pre = match pre {
         None => Vec::new(),
         Some(p) => identifiers(p, ident_char_strict)?
@@ -188,7 +202,11 @@ pub(crate) fn parse_strict(s: &str) -> Option<Version> {
             })
             .collect::<Option<Vec<Ident>>>()?,
     };
-    Some(Version { segments, written: 3, pre })
+    Some(Version {
+        segments,
+        written: 3,
+        pre,
+    })
 }
 
 /// A constraint operator.
@@ -246,7 +264,11 @@ pub(crate) fn parse_constraints(s: &str, strict: bool) -> Option<Constraints> {
             return None;
         }
         let rest = rest.trim_start();
-        let version = if strict { parse_strict(rest)? } else { parse_lenient(rest)? };
+        let version = if strict {
+            parse_strict(rest)?
+        } else {
+            parse_lenient(rest)?
+        };
         items.push(VersionConstraint { op, version });
     }
     Some(Constraints { items, strict })
@@ -318,20 +340,67 @@ mod tests {
 
     #[test]
     fn lenient_parse_forms() {
-        for ok in ["1", "1.2", "1.2.3", "1.2.3.4", "v1.2.3", "1.2.3-beta", "1.2.3-beta.1", "1.2.3beta", "1.2.3+meta", "1.2.3-rc.1+b.5", "1.2.3~x"] {
+        for ok in [
+            "1",
+            "1.2",
+            "1.2.3",
+            "1.2.3.4",
+            "v1.2.3",
+            "1.2.3-beta",
+            "1.2.3-beta.1",
+            "1.2.3beta",
+            "1.2.3+meta",
+            "1.2.3-rc.1+b.5",
+            "1.2.3~x",
+        ] {
             assert!(parse_lenient(ok).is_some(), "{ok} should parse");
         }
-        for bad in ["", "v", "a.b", "1.", "1..2", "1.2.3-", "1.2.3+", ".1", "1.2.3.beta", "1.2.3-a..b", " 1.2", "1.2 ", "99999999999999999999"] {
+        for bad in [
+            "",
+            "v",
+            "a.b",
+            "1.",
+            "1..2",
+            "1.2.3-",
+            "1.2.3+",
+            ".1",
+            "1.2.3.beta",
+            "1.2.3-a..b",
+            " 1.2",
+            "1.2 ",
+            "99999999999999999999",
+        ] {
             assert!(parse_lenient(bad).is_none(), "{bad} should not parse");
         }
     }
 
     #[test]
     fn strict_parse_forms() {
-        for ok in ["1.2.3", "v1.2.3", "0.0.0", "1.2.3-alpha", "1.2.3-alpha.1", "1.2.3-0.3.7", "1.2.3-x-y", "1.2.3+build.7"] {
+        for ok in [
+            "1.2.3",
+            "v1.2.3",
+            "0.0.0",
+            "1.2.3-alpha",
+            "1.2.3-alpha.1",
+            "1.2.3-0.3.7",
+            "1.2.3-x-y",
+            "1.2.3+build.7",
+        ] {
             assert!(parse_strict(ok).is_some(), "{ok} should parse");
         }
-        for bad in ["1.2", "1", "1.2.3.4", "01.2.3", "1.02.3", "1.2.3-01", "1.2.3-", "1.2.3-a..b", "1.2.3beta", "1.2.3-be~ta", "1.2.3+"] {
+        for bad in [
+            "1.2",
+            "1",
+            "1.2.3.4",
+            "01.2.3",
+            "1.02.3",
+            "1.2.3-01",
+            "1.2.3-",
+            "1.2.3-a..b",
+            "1.2.3beta",
+            "1.2.3-be~ta",
+            "1.2.3+",
+        ] {
             assert!(parse_strict(bad).is_none(), "{bad} should not parse");
         }
     }
@@ -339,9 +408,24 @@ mod tests {
     #[test]
     fn precedence_rules() {
         let p = |s: &str| parse_strict(s).expect("parses");
-        let order = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11", "1.0.0-rc.1", "1.0.0"];
+        let order = [
+            "1.0.0-alpha",
+            "1.0.0-alpha.1",
+            "1.0.0-alpha.beta",
+            "1.0.0-beta",
+            "1.0.0-beta.2",
+            "1.0.0-beta.11",
+            "1.0.0-rc.1",
+            "1.0.0",
+        ];
         for w in order.windows(2) {
-            assert_eq!(p(w[0]).precedence(&p(w[1])), Ordering::Less, "{} < {}", w[0], w[1]);
+            assert_eq!(
+                p(w[0]).precedence(&p(w[1])),
+                Ordering::Less,
+                "{} < {}",
+                w[0],
+                w[1]
+            );
         }
         assert_eq!(p("1.0.0+a").precedence(&p("1.0.0+b")), Ordering::Equal);
         let l = |s: &str| parse_lenient(s).expect("parses");

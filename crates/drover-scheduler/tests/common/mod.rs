@@ -48,25 +48,38 @@ pub fn run_at(h: &mut Harness, eval: &Evaluation, now: i64, id_base: u64) {
     process(state, h, eval, &mut env).expect("scheduler succeeds");
 }
 
-/// Processes `eval` at [`NOW`].
+static NEXT_ID_BASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
+
+/// Processes `eval` at [`NOW`]; every run draws fresh IDs.
 pub fn run(h: &mut Harness, eval: &Evaluation) {
-    run_at(h, eval, NOW, 1_000_000);
+    let base = NEXT_ID_BASE.fetch_add(100_000, std::sync::atomic::Ordering::Relaxed);
+    run_at(h, eval, NOW, base);
 }
 
 /// Placements of the last plan, flattened.
 pub fn placed(h: &Harness) -> Vec<Allocation> {
-    h.plans.last().map(|p| p.node_allocation.values().flatten().cloned().collect()).unwrap_or_default()
+    h.plans
+        .last()
+        .map(|p| p.node_allocation.values().flatten().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Stops of the last plan, flattened.
 pub fn stopped(h: &Harness) -> Vec<Allocation> {
-    h.plans.last().map(|p| p.node_update.values().flatten().cloned().collect()).unwrap_or_default()
+    h.plans
+        .last()
+        .map(|p| p.node_update.values().flatten().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Live (non-terminal) allocations of a job in the harness state.
 pub fn live(h: &Harness, job: &Job) -> Vec<Arc<Allocation>> {
     use drover_scheduler::State;
-    h.state.allocs_by_job(&job.namespace, &job.id).into_iter().filter(|a| !a.terminal()).collect()
+    h.state
+        .allocs_by_job(&job.namespace, &job.id)
+        .into_iter()
+        .filter(|a| !a.terminal())
+        .collect()
 }
 
 /// Registers `job` and places it (one eval), returning the stored job.
