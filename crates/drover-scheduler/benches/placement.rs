@@ -13,11 +13,34 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use drover_scheduler::harness::{Harness, MemState};
-use drover_scheduler::{Env, State, process};
+use drover_scheduler::harness::MemState;
+use drover_scheduler::{Env, Planner, SchedulerError, State, Submitted, process};
 use drover_testkit::mock;
 use drover_types::job::Spread;
-use drover_types::{Evaluation, Job};
+use drover_types::{Evaluation, Job, Plan, PlanResult};
+
+/// A planner that commits everything without copying: the benchmark measures the scheduler,
+/// not a test harness's bookkeeping.
+struct Sink {
+    placed: usize,
+}
+
+impl Planner for Sink {
+    fn submit_plan(&mut self, plan: Plan) -> Result<Submitted, SchedulerError> {
+        self.placed += plan.node_allocation.values().map(Vec::len).sum::<usize>();
+        let result = PlanResult { node_allocation: plan.node_allocation, node_update: plan.node_update, ..Default::default() };
+        Ok(Submitted { result, refreshed: None })
+    }
+    fn update_eval(&mut self, _: Evaluation) -> Result<(), SchedulerError> {
+        Ok(())
+    }
+    fn create_eval(&mut self, _: Evaluation) -> Result<(), SchedulerError> {
+        Ok(())
+    }
+    fn reblock_eval(&mut self, _: Evaluation) -> Result<(), SchedulerError> {
+        Ok(())
+    }
+}
 
 fn cluster(n: u64) -> MemState {
     let mut s = MemState::new();
@@ -44,7 +67,7 @@ fn eval_for(job: &Job) -> Evaluation {
 }
 
 fn run_once(state: &Arc<MemState>, eval: &Evaluation) -> usize {
-    let mut h = Harness::new(MemState::new());
+    let mut h = Sink { placed: 0 };
     let mut counter = 0u64;
     let mut ids = || {
         counter += 1;
@@ -56,10 +79,7 @@ fn run_once(state: &Arc<MemState>, eval: &Evaluation) -> usize {
     };
     let st: Arc<dyn State + Send + Sync> = state.clone();
     process(st, &mut h, eval, &mut env).expect("scheduler succeeds");
-    h.plans
-        .iter()
-        .map(|p| p.node_allocation.values().map(Vec::len).sum::<usize>())
-        .sum()
+    h.placed
 }
 
 fn bench(c: &mut Criterion) {

@@ -376,8 +376,18 @@ impl Run<'_> {
                 let Some(option) = option else {
                     failed_groups.insert(tg.name.clone());
                     self.failed.insert(tg.name.clone(), metrics);
-                    if destructive && let Some(prev) = &p.previous_alloc {
-                        util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
+                    if let Some(prev) = &p.previous_alloc {
+                        if destructive || p.reschedule {
+                            // Keep the old allocation: the blocked eval retries the replacement.
+                            util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
+                        }
+                        if p.reschedule {
+                            let mut marked = (**prev).clone();
+                            let tracker = marked.reschedule_tracker.get_or_insert_with(Default::default);
+                            tracker.last_reschedule = "no placement".into();
+                            marked.job = None;
+                            util::plan_alloc(&mut plan, marked);
+                        }
                     }
                     continue;
                 };
@@ -466,7 +476,8 @@ impl Run<'_> {
         if plan.is_no_op() && !eval.annotate_plan {
             return Ok((true, false));
         }
-        let submitted = planner.submit_plan(plan.clone())?;
+        let expected: Vec<(String, usize)> = plan.node_allocation.iter().map(|(n, v)| (n.clone(), v.len())).collect();
+        let submitted = planner.submit_plan(plan)?;
         let progress = !submitted.result.node_update.is_empty()
             || !submitted.result.node_allocation.is_empty()
             || submitted.result.deployment.is_some()
@@ -485,10 +496,7 @@ impl Run<'_> {
             self.failed.clear();
             return Ok((false, progress));
         }
-        let full = plan
-            .node_allocation
-            .iter()
-            .all(|(n, v)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(v.len()));
+        let full = expected.iter().all(|(n, len)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(*len));
         if !full {
             return Err(SchedulerError::PartialCommitWithoutRefresh);
         }

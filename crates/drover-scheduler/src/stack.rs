@@ -40,6 +40,7 @@ use crate::fit::{self, DeviceAllocator, NetworkIndex};
 use crate::rank::{self, SpreadCounts};
 use crate::rng::Rng;
 use crate::state::State;
+use crate::util::FastMap;
 
 /// How many options scoring ≤ 0 the limit iterator sets aside before accepting them.
 const MAX_SKIP: usize = 3;
@@ -87,9 +88,13 @@ pub struct Stack {
     offset: usize,
     base_limit: usize,
     checker: ConstraintChecker,
-    classes: HashMap<String, String>,
-    job_eligibility: HashMap<String, bool>,
-    group_eligibility: HashMap<(String, String), bool>,
+    /// Keyed by the node's address: the candidates' `Arc<Node>`s live as long as this stack,
+    /// and hashing a pointer is far cheaper than hashing a 36-byte ID on the hot path.
+    classes: FastMap<usize, Arc<str>>,
+    job_eligibility: FastMap<Arc<str>, bool>,
+    group_eligibility: FastMap<String, FastMap<Arc<str>, bool>>,
+    groups: FastMap<String, Arc<GroupInfo>>,
+    usage: FastMap<usize, Arc<NodeUsage>>,
     job_escapes: bool,
     pub(crate) rng: Rng,
     attr_cache: HashMap<(String, String), Option<String>>,
@@ -112,9 +117,11 @@ impl Stack {
             offset: 0,
             base_limit: 2,
             checker: ConstraintChecker::new(),
-            classes: HashMap::new(),
-            job_eligibility: HashMap::new(),
-            group_eligibility: HashMap::new(),
+            classes: FastMap::default(),
+            job_eligibility: FastMap::default(),
+            group_eligibility: FastMap::default(),
+            groups: FastMap::default(),
+            usage: FastMap::default(),
             job_escapes,
             rng,
             attr_cache: HashMap::new(),
@@ -143,14 +150,71 @@ impl Stack {
         self.nodes.len()
     }
 
-    fn class_of(&mut self, node: &Node) -> String {
-        if !node.computed_class.is_empty() {
-            return node.computed_class.clone();
+    fn class_of(&mut self, node: &Node) -> Arc<str> {
+        let key = node as *const Node as usize;
+        if let Some(c) = self.classes.get(&key) {
+            return c.clone();
         }
-        self.classes
-            .entry(node.id.clone())
-            .or_insert_with(|| feasible::computed_class(node))
-            .clone()
+        let c: Arc<str> = if node.computed_class.is_empty() {
+            Arc::from(feasible::computed_class(node))
+        } else {
+            Arc::from(node.computed_class.as_str())
+        };
+        self.classes.insert(key, c.clone());
+        c
+    }
+
+    /// Facts about a group computed once per evaluation.
+    fn group_info(&mut self, tg: &TaskGroup) -> Arc<GroupInfo> {
+        if let Some(g) = self.groups.get(tg.name.as_str()) {
+            return g.clone();
+        }
+        let constraints: Vec<Constraint> = tg
+            .constraints
+            .iter()
+            .chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
+            .filter(|c| !is_distinct(c))
+            .cloned()
+            .collect();
+        let escapes = feasible::escapes_class(&constraints);
+        let resources = tg.tasks.iter().filter_map(|t| t.resources.as_ref());
+        let mut needs_full = tg.networks.iter().any(|n| !n.reserved_ports.is_empty()) || !tg.volumes.is_empty();
+        for r in resources {
+            needs_full |= r.cores > 0 || !r.devices.is_empty() || !r.networks.is_empty();
+        }
+        needs_full |= self
+            .job
+            .constraints
+            .iter()
+            .chain(tg.constraints.iter())
+            .any(|c| c.operand == "distinct_property");
+        let info = Arc::new(GroupInfo {
+            constraints,
+            escapes,
+            needs_full,
+            ask: fit::group_ask(tg, self.oversubscription),
+            has_volumes: !tg.volumes.is_empty(),
+        });
+        self.groups.insert(tg.name.clone(), info.clone());
+        info
+    }
+
+    /// Live allocations of a node in the state snapshot, with their usage (cached per eval;
+    /// the plan's changes are applied on top per placement).
+    fn node_usage(&mut self, state: &dyn State, node: &Node) -> Arc<NodeUsage> {
+        let key = node as *const Node as usize;
+        if let Some(u) = self.usage.get(&key) {
+            return u.clone();
+        }
+        let allocs = state
+            .allocs_by_node(&node.id)
+            .into_iter()
+            .filter(|a| !a.client_terminal())
+            .map(|a| LiveAlloc { usage: fit::alloc_usage(&a), alloc: a })
+            .collect();
+        let u = Arc::new(NodeUsage { allocs });
+        self.usage.insert(key, u.clone());
+        u
     }
 
     fn limit_for(&self, tg: &TaskGroup) -> usize {
@@ -276,6 +340,8 @@ impl Stack {
         examined: &mut usize,
     ) -> Option<RankedNode> {
         let n = nodes.len();
+        let info = self.group_info(tg);
+        let fast = !info.needs_full && !opts.preempt;
         let mut options: Vec<RankedNode> = Vec::new();
         let mut set_aside: Vec<RankedNode> = Vec::new();
         let mut i = 0;
@@ -286,7 +352,12 @@ impl Stack {
             if !self.feasible(node, tg, metrics) {
                 continue;
             }
-            let Some(ranked) = self.rank(state, plan, tg, node, opts, spreads, metrics) else {
+            let ranked = if fast {
+                self.fast_rank(state, plan, tg, &info, node, opts, spreads, metrics)
+            } else {
+                self.rank(state, plan, tg, node, opts, spreads, metrics)
+            };
+            let Some(ranked) = ranked else {
                 continue;
             };
             if ranked.final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
@@ -306,7 +377,171 @@ impl Stack {
                 best = Some(o);
             }
         }
-        best
+        if !fast {
+            return best;
+        }
+        // The fast check chose a node; assign its ports and run the authoritative fit check
+        // there. Dynamic ports almost never run out, but if they do, rank the slow way.
+        let chosen = best?;
+        match self.rank(state, plan, tg, &chosen.node, opts, spreads, metrics) {
+            Some(full) => Some(full),
+            None => {
+                let slow = GroupInfo { needs_full: true, ..(*info).clone() };
+                self.groups.insert(tg.name.clone(), Arc::new(slow));
+                let mut again = 0;
+                self.scan_counting(state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut again)
+            }
+        }
+    }
+
+    /// The common case without static ports, devices or cores: check the node's usage (cached
+    /// snapshot usage + this plan's changes + the ask) against its capacity and score it,
+    /// without building the allocation. Scores equal the full path's.
+    #[allow(clippy::too_many_arguments)]
+    fn fast_rank(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        info: &GroupInfo,
+        node: &Arc<Node>,
+        opts: &SelectOptions,
+        spreads: &[SpreadCtx],
+        metrics: &mut AllocMetric,
+    ) -> Option<RankedNode> {
+        let job = self.job.clone();
+        let usage = self.node_usage(state, node);
+        let stops = plan.node_update.get(&node.id);
+        let preempted = plan.node_preemptions.get(&node.id);
+        let planned = plan.node_allocation.get(&node.id);
+        let gone = |id: &str| {
+            stops.is_some_and(|v| v.iter().any(|a| a.id == id))
+                || preempted.is_some_and(|v| v.iter().any(|a| a.id == id))
+                || planned.is_some_and(|v| v.iter().any(|a| a.id == id))
+        };
+        let mut used = info.ask;
+        let mut count = 1;
+        let mut collisions = 0;
+        let mut same_job = false;
+        for l in &usage.allocs {
+            if gone(&l.alloc.id) {
+                continue;
+            }
+            used.add(&l.usage);
+            count += 1;
+            if l.alloc.job_id == job.id && l.alloc.namespace == job.namespace {
+                same_job = true;
+                if l.alloc.task_group == tg.name {
+                    collisions += 1;
+                }
+            }
+        }
+        for a in planned.into_iter().flatten() {
+            if a.client_terminal() {
+                continue;
+            }
+            used.add(&fit::alloc_usage(a));
+            count += 1;
+            if a.job_id == job.id && a.namespace == job.namespace {
+                same_job = true;
+                if a.task_group == tg.name {
+                    collisions += 1;
+                }
+            }
+        }
+        let class = self.class_of(node);
+        let job_level = job.constraints.iter().map(|c| (c, false));
+        for (c, group_level) in job_level.chain(tg.constraints.iter().map(|c| (c, true))) {
+            if c.operand == "distinct_hosts" && (c.r_target.is_empty() || c.r_target == "true") {
+                let clash = if group_level { collisions > 0 } else { same_job };
+                if clash {
+                    Self::filter(&class, c.to_string(), metrics);
+                    return None;
+                }
+            }
+        }
+        let exhausted = |dim: &str, metrics: &mut AllocMetric| {
+            metrics.nodes_exhausted += 1;
+            *metrics.class_exhausted.entry(class.to_string()).or_default() += 1;
+            *metrics.dimension_exhausted.entry(dim.to_string()).or_default() += 1;
+        };
+        if node.node_max_allocs > 0 && count > node.node_max_allocs {
+            exhausted("max allocs", metrics);
+            return None;
+        }
+        let capacity = fit::node_capacity(node);
+        if let Some(dim) = capacity.superset(&used) {
+            exhausted(dim, metrics);
+            return None;
+        }
+        let scores = self.scores(tg, node, opts, spreads, &capacity, &used, collisions, &[]);
+        let final_score = rank::final_score(&scores);
+        Some(RankedNode {
+            node: node.clone(),
+            scores,
+            final_score,
+            resources: AllocatedResources::default(),
+            preempted: Vec::new(),
+        })
+    }
+
+    /// The scorers (see `crate::rank`), shared by both ranking paths.
+    #[allow(clippy::too_many_arguments)]
+    fn scores(
+        &mut self,
+        tg: &TaskGroup,
+        node: &Arc<Node>,
+        opts: &SelectOptions,
+        spreads: &[SpreadCtx],
+        capacity: &fit::Comparable,
+        used: &fit::Comparable,
+        collisions: usize,
+        preempted: &[Arc<Allocation>],
+    ) -> Vec<(&'static str, f64)> {
+        let job = self.job.clone();
+        let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
+        if self.spread_algorithm {
+            scores.push(("spread", rank::spread_fitness(capacity, used) / rank::MAX_FITNESS));
+        } else {
+            scores.push(("binpack", rank::binpack_fitness(capacity, used) / rank::MAX_FITNESS));
+        }
+        if let Some(s) = rank::anti_affinity(collisions, tg.count) {
+            scores.push(("job-anti-affinity", s));
+        }
+        if opts.penalty_nodes.contains(&node.id) {
+            scores.push(("node-reschedule-penalty", -1.0));
+        }
+        let has_affinities = !job.affinities.is_empty()
+            || !tg.affinities.is_empty()
+            || tg.tasks.iter().any(|t| !t.affinities.is_empty());
+        if has_affinities {
+            let affinities: Vec<&Affinity> = job
+                .affinities
+                .iter()
+                .chain(tg.affinities.iter())
+                .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
+                .collect();
+            let matches: Vec<(bool, i64)> =
+                affinities.iter().map(|a| (self.checker.matches_affinity(node, a), a.weight)).collect();
+            if let Some(s) = rank::affinity_score(&matches) {
+                scores.push(("node-affinity", s));
+            }
+        }
+        if !spreads.is_empty() {
+            let mut total = 0.0;
+            let mut lowest = -1.0;
+            for s in spreads {
+                let value = feasible::resolve_target(&s.attribute, node);
+                total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
+            }
+            if total != 0.0 {
+                scores.push(("allocation-spread", total));
+            }
+        }
+        if !preempted.is_empty() {
+            scores.push(("preemption", crate::preempt::preemption_score(preempted)));
+        }
+        scores
     }
 
     fn filter(class: &str, reason: String, metrics: &mut AllocMetric) {
@@ -321,15 +556,11 @@ impl Stack {
     fn feasible(&mut self, node: &Node, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
         let class = self.class_of(node);
         // Job-level constraints.
-        let cached = if self.job_escapes {
-            None
-        } else {
-            self.job_eligibility.get(&class).copied()
-        };
+        let cached = if self.job_escapes { None } else { self.job_eligibility.get(&*class).copied() };
         match cached {
             Some(false) => {
                 metrics.nodes_filtered += 1;
-                *metrics.class_filtered.entry(class.clone()).or_default() += 1;
+                *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
                 return false;
             }
             Some(true) => {}
@@ -339,7 +570,7 @@ impl Stack {
                     if !self.checker.check(node, c) {
                         if !self.job_escapes {
                             self.job_eligibility.insert(class.clone(), false);
-                            self.class_eligibility.insert(class.clone(), false);
+                            self.class_eligibility.insert(class.to_string(), false);
                         }
                         Self::filter(&class, c.to_string(), metrics);
                         return false;
@@ -351,36 +582,29 @@ impl Stack {
             }
         }
         // Group-level checks.
-        let group_constraints: Vec<&Constraint> = tg
-            .constraints
-            .iter()
-            .chain(tg.tasks.iter().flat_map(|t| t.constraints.iter()))
-            .filter(|c| !is_distinct(c))
-            .collect();
-        let escapes =
-            feasible::escapes_class(&group_constraints.iter().map(|c| (*c).clone()).collect::<Vec<_>>());
-        if escapes {
+        let info = self.group_info(tg);
+        if info.escapes {
             self.escaped = true;
         }
-        let key = (tg.name.clone(), class.clone());
-        let cached = if escapes {
+        let cached = if info.escapes {
             None
         } else {
-            self.group_eligibility.get(&key).copied()
+            self.group_eligibility.get(tg.name.as_str()).and_then(|m| m.get(&*class)).copied()
         };
         match cached {
             Some(false) => {
                 metrics.nodes_filtered += 1;
-                *metrics.class_filtered.entry(class.clone()).or_default() += 1;
+                *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
                 return false;
             }
             Some(true) => {}
             None => {
-                let reason = self.group_check(node, tg, &group_constraints);
+                let constraints: Vec<&Constraint> = info.constraints.iter().collect();
+                let reason = self.group_check(node, tg, &constraints);
                 let ok = reason.is_none();
-                if !escapes {
-                    self.group_eligibility.insert(key, ok);
-                    let e = self.class_eligibility.entry(class.clone()).or_insert(ok);
+                if !info.escapes {
+                    self.group_eligibility.entry(tg.name.clone()).or_default().insert(class.clone(), ok);
+                    let e = self.class_eligibility.entry(class.to_string()).or_insert(ok);
                     *e = *e || ok;
                 }
                 if let Some(reason) = reason {
@@ -390,7 +614,7 @@ impl Stack {
             }
         }
         // Availability (never cached).
-        if !feasible::host_volumes_ok(node, tg) {
+        if info.has_volumes && !feasible::host_volumes_ok(node, tg) {
             Self::filter(&class, "missing compatible host volumes".into(), metrics);
             return false;
         }
@@ -578,7 +802,7 @@ impl Stack {
 
         let exhausted = |dim: String, metrics: &mut AllocMetric| {
             metrics.nodes_exhausted += 1;
-            *metrics.class_exhausted.entry(class.clone()).or_default() += 1;
+            *metrics.class_exhausted.entry(class.to_string()).or_default() += 1;
             *metrics.dimension_exhausted.entry(dim).or_default() += 1;
         };
 
@@ -762,57 +986,8 @@ impl Stack {
 
         // Scores.
         let capacity = fit::node_capacity(node);
-        let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
-        if self.spread_algorithm {
-            scores.push((
-                "spread",
-                rank::spread_fitness(&capacity, &used) / rank::MAX_FITNESS,
-            ));
-        } else {
-            scores.push((
-                "binpack",
-                rank::binpack_fitness(&capacity, &used) / rank::MAX_FITNESS,
-            ));
-        }
-        let collisions = proposed
-            .iter()
-            .filter(|a| a.job_id == job.id && a.task_group == tg.name)
-            .count();
-        if let Some(s) = rank::anti_affinity(collisions, tg.count) {
-            scores.push(("job-anti-affinity", s));
-        }
-        if opts.penalty_nodes.contains(&node.id) {
-            scores.push(("node-reschedule-penalty", -1.0));
-        }
-        let affinities: Vec<&Affinity> = job
-            .affinities
-            .iter()
-            .chain(tg.affinities.iter())
-            .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
-            .collect();
-        if !affinities.is_empty() {
-            let matches: Vec<(bool, i64)> = affinities
-                .iter()
-                .map(|a| (self.checker.matches_affinity(node, a), a.weight))
-                .collect();
-            if let Some(s) = rank::affinity_score(&matches) {
-                scores.push(("node-affinity", s));
-            }
-        }
-        if !spreads.is_empty() {
-            let mut total = 0.0;
-            let mut lowest = -1.0;
-            for s in spreads {
-                let value = feasible::resolve_target(&s.attribute, node);
-                total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
-            }
-            if total != 0.0 {
-                scores.push(("allocation-spread", total));
-            }
-        }
-        if !preempted.is_empty() {
-            scores.push(("preemption", crate::preempt::preemption_score(&preempted)));
-        }
+        let collisions = proposed.iter().filter(|a| a.job_id == job.id && a.task_group == tg.name).count();
+        let scores = self.scores(tg, node, opts, spreads, &capacity, &used, collisions, &preempted);
         let final_score = rank::final_score(&scores);
         Some(RankedNode {
             node: node.clone(),
@@ -822,6 +997,34 @@ impl Stack {
             preempted,
         })
     }
+}
+
+/// Facts about a task group, computed once per evaluation.
+#[derive(Debug, Clone)]
+struct GroupInfo {
+    /// Group and task constraints other than distinct_* (those need the plan).
+    constraints: Vec<Constraint>,
+    /// A constraint names a unique.* property: no class caching.
+    escapes: bool,
+    /// Static ports, devices, cores, task networks, volumes or distinct_property: rank each
+    /// candidate with the full resource assignment instead of the fast usage check.
+    needs_full: bool,
+    /// What one allocation of the group uses (the same formula as `fit::alloc_usage`).
+    ask: fit::Comparable,
+    has_volumes: bool,
+}
+
+/// A live allocation in the snapshot and what it uses.
+#[derive(Debug)]
+struct LiveAlloc {
+    alloc: Arc<Allocation>,
+    usage: fit::Comparable,
+}
+
+/// The snapshot's live allocations on one node.
+#[derive(Debug)]
+struct NodeUsage {
+    allocs: Vec<LiveAlloc>,
 }
 
 /// One spread block prepared for a placement.

@@ -18,9 +18,24 @@ pub mod mock {
     };
     use drover_types::{Allocation, Job, Node};
 
-    /// A deterministic UUID-shaped ID: `mock::id(7)` = `00000000-0000-4000-8000-000000000007`.
+    /// A deterministic, random-looking version-4 UUID for `n` (distinct for distinct `n`):
+    /// IDs in a real cluster are random, and tests and benchmarks should not get an unrealistic
+    /// shared prefix.
     pub fn id(n: u64) -> String {
-        format!("00000000-0000-4000-8000-{n:012x}")
+        let mix = |mut z: u64| {
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let a = mix(n.wrapping_add(0x9E37_79B9_7F4A_7C15));
+        format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            (n >> 48) & 0xfff,
+            n & 0xffff_ffff_ffff
+        )
     }
 
     /// A ready linux node in dc1 with 4000 MHz, 8192 MB, 100 GB disk, raw_exec/exec/docker drivers.
@@ -272,6 +287,8 @@ mod tests {
             drover_types::validate::validate_job(&j).unwrap_or_else(|e| panic!("{}: {e}", j.id));
         }
         assert!(mock::node(3).ready());
-        assert_eq!(mock::id(255), "00000000-0000-4000-8000-0000000000ff");
+        assert_ne!(mock::id(1), mock::id(2));
+        assert!(mock::id(255).ends_with("-8000-0000000000ff"));
+        assert_eq!(mock::id(255).len(), 36);
     }
 }

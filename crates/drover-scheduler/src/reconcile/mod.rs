@@ -529,6 +529,71 @@ fn lost_since(a: &Allocation) -> Option<i64> {
         .or_else(|| (a.modify_time > 0).then_some(a.modify_time))
 }
 
+/// Step 17: the placements the group needs: every allocation due for rescheduling now (same
+/// name, previous allocation linked, canary flag kept), then replacements for lost allocations
+/// while the group is short, then fresh names (lowest free index first) for any remaining
+/// deficit. While canarying, canaries do not count toward `count`.
+fn compute_placements(
+    group: &str,
+    count: usize,
+    b: &Buckets,
+    names: &mut NameIndex,
+    canary_ids: &BTreeSet<String>,
+    canarying: bool,
+) -> Vec<PlacementRequest> {
+    let occupying = b
+        .untainted
+        .values()
+        .filter(|a| !(canarying && canary_ids.contains(&a.id)))
+        .count();
+    let mut have = occupying + b.migrate.len() + b.reschedule_now.len();
+    let mut out = Vec::new();
+    for a in sorted(&b.reschedule_now) {
+        let canary = canary_ids.contains(&a.id) || is_canary(&a);
+        out.push(PlacementRequest {
+            name: a.name.clone(),
+            task_group: group.to_string(),
+            reschedule: true,
+            lost: false,
+            canary,
+            downgrade_non_canary: canarying && !canary,
+            min_job_version: job_version(&a),
+            previous_alloc: Some(a),
+        });
+    }
+    for a in sorted(&b.lost) {
+        if have >= count {
+            break;
+        }
+        have += 1;
+        out.push(PlacementRequest {
+            name: a.name.clone(),
+            task_group: group.to_string(),
+            reschedule: false,
+            lost: true,
+            canary: false,
+            downgrade_non_canary: canarying,
+            min_job_version: job_version(&a),
+            previous_alloc: Some(a),
+        });
+    }
+    if have < count {
+        for name in names.next(count - have) {
+            out.push(PlacementRequest {
+                name,
+                task_group: group.to_string(),
+                previous_alloc: None,
+                reschedule: false,
+                lost: false,
+                canary: false,
+                downgrade_non_canary: canarying,
+                min_job_version: 0,
+            });
+        }
+    }
+    out
+}
+
 impl Reconciler<'_> {
     /// Deployment pre-processing: cancel what the job no longer wants, find the current one.
     fn split_deployment(&mut self, d: Option<Deployment>) {
@@ -711,6 +776,8 @@ impl Reconciler<'_> {
         (ids, deployments)
     }
 
+    /// One group with `count > 0`: the numbered steps of §7.2, in order. Returns whether the
+    /// group is done (nothing to place, update, migrate or reschedule; deployment healthy).
     fn compute_live_group(
         &mut self,
         job: &Arc<Job>,
@@ -728,23 +795,6 @@ impl Reconciler<'_> {
         let had_running = allocs.iter().any(|a| same_version(a, job));
         let group_allocs: AllocSet = allocs.iter().map(|a| (a.id.clone(), Arc::clone(a))).collect();
 
-        // Steps 1 and 4: drop what the server already stopped (batch keeps finished work) and,
-        // for batch, finished work of older versions.
-        let mut all = Vec::new();
-        for a in allocs {
-            // Batch keeps server-stopped allocations unless they are marked for rescheduling.
-            let batch_keeps = self.batch && !marked_reschedule(&a);
-            if a.server_terminal() && !batch_keeps {
-                continue;
-            }
-            if self.batch && a.terminal() && older_version(&a, job) {
-                du.ignore += 1;
-                continue;
-            }
-            all.push(a);
-        }
-        by_name(&mut all);
-
         // Step 3: the group's deployment state.
         let existing_dstate = self
             .current
@@ -753,65 +803,14 @@ impl Reconciler<'_> {
             .cloned();
         let mut dstate = existing_dstate.clone().unwrap_or_else(|| new_dstate(update));
 
-        // Steps 5 and 6: classify; stop canaries that are no longer wanted.
-        let (doomed, doomed_deployments) = self.doomed_canaries(group);
-        let current_id = self
-            .current
-            .as_ref()
-            .filter(|_| !self.failed)
-            .map(|d| d.id.clone());
-        let is_current_canary = |a: &Allocation| {
-            current_id.as_deref().is_some_and(|d| {
-                dstate.placed_canaries.contains(&a.id) || (is_canary(a) && a.deployment_id == d)
-            })
-        };
-        let mut b = Buckets::default();
-        let mut canary_ids: BTreeSet<String> = BTreeSet::new();
-        for a in all {
-            let bucket = classify(&a, node_state(&self.tainted, &a.node_id), Some(tg), self.now);
-            if doomed.contains(&a.id) || (is_canary(&a) && doomed_deployments.contains(&a.deployment_id)) {
-                if !a.terminal() {
-                    self.stop(&a, None, desc::ALLOC_NOT_NEEDED, None);
-                    du.stop += 1;
-                }
-                continue;
-            }
-            if is_current_canary(&a) {
-                match bucket {
-                    Bucket::Migrate => {
-                        self.stop(&a, None, desc::ALLOC_MIGRATING, None);
-                        continue;
-                    }
-                    Bucket::Lost => {
-                        self.stop(&a, Some(client_status::LOST), desc::ALLOC_LOST, None);
-                        continue;
-                    }
-                    _ => {
-                        canary_ids.insert(a.id.clone());
-                    }
-                }
-            }
-            let id = a.id.clone();
-            match bucket {
-                Bucket::Untainted => b.untainted.insert(id, a),
-                Bucket::Migrate => b.migrate.insert(id, a),
-                Bucket::Lost => b.lost.insert(id, a),
-                Bucket::Disconnecting => b.disconnecting.insert(id, a),
-                Bucket::Reconnecting => b.reconnecting.insert(id, a),
-                Bucket::Ignore => {
-                    du.ignore += 1;
-                    None
-                }
-            };
-        }
-
+        // Steps 1, 4, 5, 6: what counts, unwanted canaries, buckets.
+        let (mut b, mut canary_ids) = self.classify_group(job, tg, allocs, &dstate, du);
         // Step 7: the reschedule filter.
         self.filter_reschedule(tg, &mut b, du);
         // Steps 8 and 9: clients that came back, nodes that just disconnected.
         self.reconnect(job, tg, &group_allocs, &mut b, du);
         self.disconnect(group, tg, &mut b, du);
-
-        // Step 10: lost allocations wait until their client has surely stopped them.
+        // Step 10: lost allocations may have to wait until their client surely stopped them.
         let (lost_followups, delay_placements) = self.delay_lost(group, tg, &b);
 
         // Step 13: stop lost allocations and any excess.
@@ -825,22 +824,7 @@ impl Reconciler<'_> {
         self.stop_excess(count, &mut b, &canary_ids, canarying_before, dstate.promoted, du);
 
         // Step 14: bring older versions up to date.
-        let mut destructive: Vec<Arc<Allocation>> = Vec::new();
-        let mut inplace: Vec<Allocation> = Vec::new();
-        for a in sorted(&b.untainted) {
-            if a.client_status == client_status::UNKNOWN || same_job(&a, job) {
-                du.ignore += 1;
-                continue;
-            }
-            match (self.update_fn)(&a, job, tg) {
-                UpdateType::Ignore => du.ignore += 1,
-                UpdateType::InPlace(updated) => inplace.push(updated),
-                UpdateType::Destructive => destructive.push(a),
-            }
-        }
-        b.reschedule_later
-            .retain(|(a, _)| !destructive.iter().any(|d| d.id == a.id));
-        du.in_place_update += inplace.len() as u64;
+        let (destructive, inplace) = self.compute_updates(job, tg, &mut b, du);
 
         // Step 15: canaries.
         let mut names = NameIndex::new(
@@ -888,7 +872,7 @@ impl Reconciler<'_> {
         let canarying = (dstate.desired_canaries > 0 || !canary_place.is_empty()) && !dstate.promoted;
 
         // Step 16: how many destructive updates may start now.
-        let mut budget = self.update_budget(
+        let budget = self.update_budget(
             update,
             count,
             &destructive,
@@ -897,77 +881,202 @@ impl Reconciler<'_> {
             canarying,
         );
 
-        // Step 17: placements.
-        let mut placements: Vec<PlacementRequest> = Vec::new();
-        if !delay_placements {
-            let occupying = b
-                .untainted
-                .values()
-                .filter(|a| !(canarying && canary_ids.contains(&a.id)))
-                .count();
-            let mut have = occupying + b.migrate.len() + b.reschedule_now.len();
-            for a in sorted(&b.reschedule_now) {
-                let canary = canary_ids.contains(&a.id) || is_canary(&a);
-                placements.push(PlacementRequest {
-                    name: a.name.clone(),
-                    task_group: group.to_string(),
-                    reschedule: true,
-                    lost: false,
-                    canary,
-                    downgrade_non_canary: canarying && !canary,
-                    min_job_version: job_version(&a),
-                    previous_alloc: Some(a),
-                });
-            }
-            for a in sorted(&b.lost) {
-                if have >= count {
-                    break;
-                }
-                have += 1;
-                placements.push(PlacementRequest {
-                    name: a.name.clone(),
-                    task_group: group.to_string(),
-                    reschedule: false,
-                    lost: true,
-                    canary: false,
-                    downgrade_non_canary: canarying,
-                    min_job_version: job_version(&a),
-                    previous_alloc: Some(a),
-                });
-            }
-            if have < count {
-                for name in names.next(count - have) {
-                    placements.push(PlacementRequest {
-                        name,
-                        task_group: group.to_string(),
-                        previous_alloc: None,
-                        reschedule: false,
-                        lost: false,
-                        canary: false,
-                        downgrade_non_canary: canarying,
-                        min_job_version: 0,
-                    });
-                }
+        // Steps 17, 18, 22: placements, and which of them happen now.
+        let placements = if delay_placements {
+            Vec::new()
+        } else {
+            compute_placements(group, count, &b, &mut names, &canary_ids, canarying)
+        };
+        let place_ready = !self.paused && !self.failed && !canarying;
+        self.results.place.extend(canary_place.iter().cloned());
+        let placed = self.apply_placements(&placements, place_ready, count, &b, du);
+
+        // Step 19: destructive updates within what is left of the budget, lowest names first.
+        let started = if place_ready {
+            destructive.len().min(budget.saturating_sub(placed))
+        } else {
+            0
+        };
+        for a in destructive.iter().take(started) {
+            self.results.destructive_update.push(PlacementRequest {
+                name: a.name.clone(),
+                task_group: group.to_string(),
+                previous_alloc: Some(Arc::clone(a)),
+                reschedule: false,
+                lost: false,
+                canary: false,
+                downgrade_non_canary: false,
+                min_job_version: job_version(a),
+            });
+        }
+        du.destructive_update += started as u64;
+        du.ignore += (destructive.len() - started) as u64;
+        self.results.inplace_update.extend(inplace.iter().cloned());
+
+        // Step 20: migrations.
+        self.migrate(group, &b, canarying, du);
+
+        // Step 21: a deployment for this version, if the group rolls out something new.
+        if update.is_some() && existing_dstate.is_none() {
+            let total = destructive.len() + inplace.len() + placements.iter().filter(|p| !p.canary).count();
+            dstate.desired_total += i64::try_from(total).unwrap_or(i64::MAX);
+            let updating_spec = !destructive.is_empty() || !inplace.is_empty();
+            if dstate.desired_total > 0 && (!had_running || updating_spec) && self.current.is_none() {
+                self.attach_deployment(job, group, dstate.clone());
             }
         }
 
-        // Steps 18 and 22: which placements happen now.
-        let place_ready = !self.paused && !self.failed && !canarying;
+        // Step 11: follow-up evaluations for delayed reschedules.
+        let later = self.reschedule_later(group, &mut b, du);
+
+        // Step 23: is the group done?
+        let work_left = !destructive.is_empty()
+            || !inplace.is_empty()
+            || !placements.is_empty()
+            || !canary_place.is_empty()
+            || !b.migrate.is_empty()
+            || !b.reschedule_now.is_empty()
+            || later > 0
+            || require_canary;
+        !work_left && self.deployment_healthy(existing_dstate.as_ref(), &b)
+    }
+
+    /// Steps 1, 4, 5 and 6: drops what the server already stopped (batch keeps finished work)
+    /// and finished batch work of older versions, stops canaries nobody wants any more, and
+    /// sorts the rest into buckets. Returns the buckets and the current deployment's canaries.
+    fn classify_group(
+        &mut self,
+        job: &Job,
+        tg: &TaskGroup,
+        allocs: Vec<Arc<Allocation>>,
+        dstate: &DeploymentState,
+        du: &mut DesiredUpdates,
+    ) -> (Buckets, BTreeSet<String>) {
+        let mut all = Vec::new();
+        for a in allocs {
+            // Batch keeps server-stopped allocations unless they are marked for rescheduling.
+            let batch_keeps = self.batch && !marked_reschedule(&a);
+            if a.server_terminal() && !batch_keeps {
+                continue;
+            }
+            if self.batch && a.terminal() && older_version(&a, job) {
+                du.ignore += 1;
+                continue;
+            }
+            all.push(a);
+        }
+        by_name(&mut all);
+
+        let (doomed, doomed_deployments) = self.doomed_canaries(&tg.name);
+        let current_id = self
+            .current
+            .as_ref()
+            .filter(|_| !self.failed)
+            .map(|d| d.id.clone());
+        let is_current_canary = |a: &Allocation| {
+            current_id.as_deref().is_some_and(|d| {
+                dstate.placed_canaries.contains(&a.id) || (is_canary(a) && a.deployment_id == d)
+            })
+        };
+        let mut b = Buckets::default();
+        let mut canary_ids: BTreeSet<String> = BTreeSet::new();
+        for a in all {
+            let bucket = classify(&a, node_state(&self.tainted, &a.node_id), Some(tg), self.now);
+            if doomed.contains(&a.id) || (is_canary(&a) && doomed_deployments.contains(&a.deployment_id)) {
+                if !a.terminal() {
+                    self.stop(&a, None, desc::ALLOC_NOT_NEEDED, None);
+                    du.stop += 1;
+                }
+                continue;
+            }
+            if is_current_canary(&a) {
+                // A canary that has to leave its node is not replaced as such: the canary
+                // count check places a new one if the rollout still needs it.
+                match bucket {
+                    Bucket::Migrate => {
+                        self.stop(&a, None, desc::ALLOC_MIGRATING, None);
+                        continue;
+                    }
+                    Bucket::Lost => {
+                        self.stop(&a, Some(client_status::LOST), desc::ALLOC_LOST, None);
+                        continue;
+                    }
+                    _ => {
+                        canary_ids.insert(a.id.clone());
+                    }
+                }
+            }
+            let id = a.id.clone();
+            match bucket {
+                Bucket::Untainted => b.untainted.insert(id, a),
+                Bucket::Migrate => b.migrate.insert(id, a),
+                Bucket::Lost => b.lost.insert(id, a),
+                Bucket::Disconnecting => b.disconnecting.insert(id, a),
+                Bucket::Reconnecting => b.reconnecting.insert(id, a),
+                Bucket::Ignore => {
+                    du.ignore += 1;
+                    None
+                }
+            };
+        }
+        (b, canary_ids)
+    }
+
+    /// Step 14: asks `update_fn` about every untainted allocation of another job version.
+    /// Returns the destructive ones (name order) and the in-place copies.
+    fn compute_updates(
+        &mut self,
+        job: &Job,
+        tg: &TaskGroup,
+        b: &mut Buckets,
+        du: &mut DesiredUpdates,
+    ) -> (Vec<Arc<Allocation>>, Vec<Allocation>) {
+        let mut destructive: Vec<Arc<Allocation>> = Vec::new();
+        let mut inplace: Vec<Allocation> = Vec::new();
+        for a in sorted(&b.untainted) {
+            // An `unknown` allocation cannot be updated until its client is back.
+            if a.client_status == client_status::UNKNOWN || same_job(&a, job) {
+                du.ignore += 1;
+                continue;
+            }
+            match (self.update_fn)(&a, job, tg) {
+                UpdateType::Ignore => du.ignore += 1,
+                UpdateType::InPlace(updated) => inplace.push(updated),
+                UpdateType::Destructive => destructive.push(a),
+            }
+        }
+        // A failed allocation that is replaced by the update needs no delayed reschedule.
+        b.reschedule_later
+            .retain(|(a, _)| !destructive.iter().any(|d| d.id == a.id));
+        du.in_place_update += inplace.len() as u64;
+        (destructive, inplace)
+    }
+
+    /// Step 18 (and 22): applies the placements that may happen now — all of them when the
+    /// deployment is ready for placements, else only lost replacements and reschedules of
+    /// allocations outside a failed deployment — never more than `count`. A rescheduled
+    /// allocation that really failed is stopped. Returns how many were applied.
+    fn apply_placements(
+        &mut self,
+        placements: &[PlacementRequest],
+        place_ready: bool,
+        count: usize,
+        b: &Buckets,
+        du: &mut DesiredUpdates,
+    ) -> usize {
         let failed_deployment = self
             .current
             .as_ref()
             .filter(|_| self.failed)
             .map(|d| d.id.clone());
+        let in_failed_deployment = |p: &PlacementRequest| {
+            p.previous_alloc
+                .as_ref()
+                .is_some_and(|prev| failed_deployment.as_deref() == Some(prev.deployment_id.as_str()))
+        };
         let mut applied: Vec<PlacementRequest> = placements
             .iter()
-            .filter(|p| {
-                place_ready
-                    || p.lost
-                    || (p.reschedule
-                        && !p.previous_alloc.as_ref().is_some_and(|prev| {
-                            failed_deployment.as_deref() == Some(prev.deployment_id.as_str())
-                        }))
-            })
+            .filter(|p| place_ready || p.lost || (p.reschedule && !in_failed_deployment(p)))
             .cloned()
             .collect();
         applied.truncate(count);
@@ -986,112 +1095,78 @@ impl Reconciler<'_> {
                 }
             }
         }
-        du.place += applied.len() as u64;
-        budget = budget.saturating_sub(applied.len());
-        self.results.place.extend(canary_place.iter().cloned());
+        let n = applied.len();
+        du.place += n as u64;
         self.results.place.extend(applied);
+        n
+    }
 
-        // Step 19: destructive updates within the budget, lowest names first.
-        if place_ready {
-            let n = destructive.len().min(budget);
-            for a in destructive.iter().take(n) {
-                self.results.destructive_update.push(PlacementRequest {
-                    name: a.name.clone(),
-                    task_group: group.to_string(),
-                    previous_alloc: Some(Arc::clone(a)),
-                    reschedule: false,
-                    lost: false,
-                    canary: false,
-                    downgrade_non_canary: false,
-                    min_job_version: job_version(a),
-                });
-            }
-            du.destructive_update += n as u64;
-            du.ignore += (destructive.len() - n) as u64;
-        } else {
-            du.ignore += destructive.len() as u64;
-        }
-        self.results.inplace_update.extend(inplace.iter().cloned());
-
-        // Step 20: migrations.
+    /// Step 20: every migrating allocation is stopped and, unless the drainer asked for no
+    /// replacement, replaced under the same name.
+    fn migrate(&mut self, group: &str, b: &Buckets, canarying: bool, du: &mut DesiredUpdates) {
         for a in sorted(&b.migrate) {
             self.stop(&a, None, desc::ALLOC_MIGRATING, None);
             du.migrate += 1;
             if migrate_disable_placement(&a) || (self.batch && marked_reschedule(&a)) {
                 continue;
             }
-            let canary = canary_ids.contains(&a.id);
             self.results.place.push(PlacementRequest {
                 name: a.name.clone(),
                 task_group: group.to_string(),
                 reschedule: false,
                 lost: false,
-                canary,
-                downgrade_non_canary: canarying && !canary,
+                canary: false,
+                downgrade_non_canary: canarying,
                 min_job_version: job_version(&a),
                 previous_alloc: Some(a),
             });
         }
+    }
 
-        // Step 21: a deployment for this version, if the group rolls out something new.
-        if update.is_some() && existing_dstate.is_none() {
-            let total = destructive.len() + inplace.len() + placements.iter().filter(|p| !p.canary).count();
-            dstate.desired_total += i64::try_from(total).unwrap_or(i64::MAX);
-            let updating_spec = !destructive.is_empty() || !inplace.is_empty();
-            if dstate.desired_total > 0 && (!had_running || updating_spec) && self.current.is_none() {
-                self.attach_deployment(job, group, dstate.clone());
-            }
-        }
-
-        // Step 11: follow-up evaluations for delayed reschedules.
+    /// Step 11: one follow-up evaluation per 5 s window for the failed allocations due later
+    /// (still untainted), each recording its evaluation as `FollowupEvalID`. Returns how many.
+    fn reschedule_later(&mut self, group: &str, b: &mut Buckets, du: &mut DesiredUpdates) -> usize {
         let later: Vec<(Arc<Allocation>, i64)> = std::mem::take(&mut b.reschedule_later)
             .into_iter()
             .filter(|(a, _)| b.untainted.contains_key(&a.id))
             .collect();
-        let later_count = later.len();
-        if !later.is_empty() {
-            let marked = self.followups(
-                group,
-                later,
-                trigger::ALLOC_RESCHEDULE,
-                "created for delayed rescheduling",
-            );
-            for (a, eval_id) in marked {
-                let mut updated = (*a).clone();
-                updated.followup_eval_id = eval_id;
-                self.results.attribute_updates.insert(a.id.clone(), updated);
-            }
-            du.reschedule_later += later_count as u64;
+        let n = later.len();
+        if n == 0 {
+            return 0;
         }
+        let marked = self.followups(
+            group,
+            later,
+            trigger::ALLOC_RESCHEDULE,
+            "created for delayed rescheduling",
+        );
+        for (a, eval_id) in marked {
+            let mut updated = (*a).clone();
+            updated.followup_eval_id = eval_id;
+            self.results.attribute_updates.insert(a.id.clone(), updated);
+        }
+        du.reschedule_later += n as u64;
+        n
+    }
 
-        // Step 23: is the group done?
-        let mut complete = destructive.is_empty()
-            && inplace.is_empty()
-            && placements.is_empty()
-            && canary_place.is_empty()
-            && b.migrate.is_empty()
-            && b.reschedule_now.is_empty()
-            && later_count == 0
-            && !require_canary;
-        if complete && let (Some(d), Some(ds)) = (&self.current, &existing_dstate) {
-            let healthy_seen = b
-                .untainted
-                .values()
-                .filter(|a| {
-                    a.deployment_id == d.id
-                        && a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(true)
-                })
-                .count();
-            let healthy = ds
-                .healthy_allocs
-                .max(i64::try_from(healthy_seen).unwrap_or(i64::MAX));
-            if healthy < ds.desired_total.max(ds.desired_canaries)
-                || (ds.desired_canaries > 0 && !ds.promoted)
-            {
-                complete = false;
-            }
-        }
-        complete
+    /// Step 23 (deployment part): with a current deployment, the group is done only when
+    /// enough of its allocations are healthy and its canaries, if any, are promoted. Health is
+    /// the deployment's count or what the allocations report, whichever is higher.
+    fn deployment_healthy(&self, state: Option<&DeploymentState>, b: &Buckets) -> bool {
+        let (Some(d), Some(ds)) = (&self.current, state) else {
+            return true;
+        };
+        let healthy_seen = b
+            .untainted
+            .values()
+            .filter(|a| {
+                a.deployment_id == d.id && a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(true)
+            })
+            .count();
+        let healthy = ds
+            .healthy_allocs
+            .max(i64::try_from(healthy_seen).unwrap_or(i64::MAX));
+        healthy >= ds.desired_total.max(ds.desired_canaries) && (ds.desired_canaries == 0 || ds.promoted)
     }
 
     /// Step 7: splits untainted allocations into untainted / reschedule now / later / ignore.

@@ -430,6 +430,35 @@ fn unknown_alloc_waits_for_lost_after_then_is_lost() {
 }
 
 #[test]
+fn pending_alloc_on_a_disconnected_node_is_lost() {
+    let job = Arc::new(with_disconnect(service_job(1), 5 * MINUTE, true, None));
+    let allocs = vec![A::of(&job, 0).node("n2").client(client_status::PENDING).arc()];
+    let r = Run::new(&job)
+        .allocs(allocs)
+        .tainted(tainted(&[with_status("n2", node_status::DISCONNECTED)], &[]))
+        .go();
+    assert_eq!(
+        stops(&r),
+        vec![stop("cache0", ALLOC_LOST, Some(client_status::LOST))]
+    );
+    assert_eq!(placed(&r), vec![name(0)]);
+    assert!(r.disconnect_updates.is_empty());
+}
+
+#[test]
+fn unknown_alloc_on_a_ready_node_waits_for_its_client() {
+    let job = Arc::new(with_disconnect(service_job(1), 5 * MINUTE, true, None));
+    let allocs = vec![
+        A::of(&job, 0)
+            .client(client_status::UNKNOWN)
+            .state(client_status::UNKNOWN, NOW - MINUTE)
+            .arc(),
+    ];
+    let r = Run::new(&job).allocs(allocs).go();
+    assert!(r.place.is_empty() && r.stop.is_empty() && r.reconnect_updates.is_empty());
+}
+
+#[test]
 fn reconnect_picks_a_survivor() {
     struct Case {
         name: &'static str,
@@ -1085,6 +1114,25 @@ fn complete_service_alloc_is_replaced() {
     assert!(r.stop.is_empty());
 }
 
+#[test]
+fn force_reschedule_ignores_the_policy() {
+    let job = Arc::new(with_policy(
+        service_job(1),
+        policy(1, HOUR, 5 * SECOND, "constant", 0, false),
+    ));
+    let fail = NOW - MINUTE;
+    let mut a = A::of(&job, 0)
+        .failed_at(fail)
+        .rescheduled(&[(fail - MINUTE, 5 * SECOND)])
+        .0;
+    let r = Run::new(&job).allocs(vec![Arc::new(a.clone())]).go();
+    assert!(r.place.is_empty(), "attempts used up");
+    a.desired_transition.force_reschedule = Some(true);
+    let r = Run::new(&job).allocs(vec![Arc::new(a)]).go();
+    assert_eq!(placed(&r), vec![name(0)]);
+    assert!(r.place[0].reschedule);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Batch
 
@@ -1400,6 +1448,72 @@ fn canaries_of_an_older_deployment_are_stopped() {
 }
 
 #[test]
+fn paused_or_initializing_deployment_starts_no_new_work() {
+    for (status, works) in [
+        (RUNNING, true),
+        (PAUSED, false),
+        ("initializing", false),
+        ("pending", false),
+    ] {
+        let old = Arc::new(with_update(service_job(2), 1, 0));
+        let job = Arc::new(next_version(&with_update(service_job(3), 1, 0), Some("v2")));
+        let d = deployment("d1", &job, status, dstate(3, 0, false, &[]));
+        let allocs = vec![A::of(&old, 0).arc(), A::of(&old, 1).arc()];
+        let r = Run::new(&job).allocs(allocs).deployment(d).go();
+        assert_eq!(placed(&r), if works { vec![name(2)] } else { vec![] }, "{status}");
+        // The placement uses up max_parallel 1, so no destructive update either way.
+        assert!(r.destructive_update.is_empty(), "{status}");
+        assert!(r.deployment_updates.is_empty(), "{status}");
+    }
+}
+
+#[test]
+fn paused_deployment_places_no_canaries() {
+    let old = Arc::new(with_update(service_job(2), 1, 1));
+    let job = Arc::new(next_version(&old, Some("v2")));
+    let d = deployment("d1", &job, PAUSED, dstate(2, 1, false, &[]));
+    let r = Run::new(&job)
+        .allocs(vec![A::of(&old, 0).arc(), A::of(&old, 1).arc()])
+        .deployment(d.clone())
+        .go();
+    assert!(r.place.is_empty());
+    let mut running = d;
+    running.status = RUNNING.into();
+    let r = Run::new(&job)
+        .allocs(vec![A::of(&old, 0).arc(), A::of(&old, 1).arc()])
+        .deployment(running)
+        .go();
+    assert_eq!(r.place.iter().filter(|p| p.canary).count(), 1);
+}
+
+#[test]
+fn lost_replacement_while_canarying_uses_the_stable_version() {
+    let old = Arc::new(with_update(service_job(3), 1, 1));
+    let job = Arc::new(next_version(&old, Some("v2")));
+    let d = deployment("d1", &job, RUNNING, dstate(3, 1, false, &["c0"]));
+    let allocs = vec![
+        A::of(&old, 0).arc(),
+        A::of(&old, 1).node("n2").arc(),
+        A::of(&old, 2).arc(),
+        A::of(&job, 0).id("c0").canary("d1", None).created(40).arc(),
+    ];
+    let r = Run::new(&job)
+        .allocs(allocs)
+        .deployment(d)
+        .tainted(tainted(&[with_status("n2", node_status::DOWN)], &[]))
+        .go();
+    assert_eq!(
+        stops(&r),
+        vec![stop("cache1", ALLOC_LOST, Some(client_status::LOST))]
+    );
+    assert_eq!(placed(&r), vec![name(1)]);
+    let p = &r.place[0];
+    assert!(p.lost && p.downgrade_non_canary && !p.canary);
+    assert_eq!(p.min_job_version, 0);
+    assert!(r.destructive_update.is_empty());
+}
+
+#[test]
 fn deployment_is_successful_once_every_alloc_is_healthy() {
     let job = Arc::new(service_job(3));
     for (healthy_count, success) in [(3, true), (2, false)] {
@@ -1682,94 +1796,5 @@ mod props {
             prop_assert_eq!(n, ids.len(), "each allocation gets at most one decision: {:?}", r);
             prop_assert!(r.place.iter().filter(|p| !p.canary && p.previous_alloc.is_none()).count() <= count as usize);
         }
-    }
-}
-
-#[test]
-fn zz_debug_harness() {
-    use crate::harness::{Harness, MemState};
-    use crate::{Env, State, process};
-    use drover_testkit::mock;
-    let mut s = MemState::new();
-    for i in 0..4 {
-        s.upsert_node(mock::node(i));
-    }
-    let mut h = Harness::new(s);
-    let j = h.state.upsert_job(mock::job());
-    let eval = drover_types::Evaluation {
-        id: mock::id(900_000),
-        namespace: j.namespace.clone(),
-        priority: 50,
-        eval_type: j.job_type.clone(),
-        triggered_by: "job-register".into(),
-        job_id: j.id.clone(),
-        job_modify_index: j.job_modify_index,
-        status: "pending".into(),
-        ..Default::default()
-    };
-    let mut c = 1000u64;
-    let mut ids = || {
-        c += 1;
-        mock::id(c)
-    };
-    let mut env = Env {
-        now: NOW,
-        ids: &mut ids,
-    };
-    process(Arc::new(h.state.clone()), &mut h, &eval, &mut env).unwrap();
-    let victim = h
-        .plans
-        .last()
-        .unwrap()
-        .node_allocation
-        .keys()
-        .next()
-        .unwrap()
-        .clone();
-    let mut n = (*h.state.node(&victim).unwrap()).clone();
-    n.status = "down".into();
-    h.state.upsert_node(n);
-    let allocs = h.state.allocs_by_job(&j.namespace, &j.id);
-    eprintln!(
-        "deployments: {:?}",
-        h.state
-            .latest_deployment(&j.namespace, &j.id)
-            .map(|d| (d.status.clone(), d.task_groups.clone()))
-    );
-    let t = tainted_nodes(&allocs, &|id| h.state.node(id));
-    let mut upd = test_update;
-    let mut c2 = 0;
-    let mut ids2 = || {
-        c2 += 1;
-        format!("x{c2}")
-    };
-    let r = super::reconcile(super::ReconcileInput {
-        job: Some(j.clone()),
-        job_id: j.id.clone(),
-        namespace: j.namespace.clone(),
-        batch: false,
-        eval_id: "e".into(),
-        eval_priority: 50,
-        deployment: h
-            .state
-            .latest_deployment(&j.namespace, &j.id)
-            .map(|d| (*d).clone()),
-        existing: allocs.clone(),
-        tainted: t,
-        now: NOW,
-        update_fn: &mut upd,
-        id_gen: &mut ids2,
-    });
-    eprintln!("stops {:?}", stops(&r));
-    eprintln!(
-        "place {:?}",
-        r.place.iter().map(|p| (&p.name, p.lost)).collect::<Vec<_>>()
-    );
-    eprintln!("du {:?}", r.desired_tg_updates);
-    for a in &allocs {
-        eprintln!(
-            "{} {} {} {} {}",
-            a.id, a.name, a.node_id, a.client_status, a.desired_status
-        );
     }
 }
