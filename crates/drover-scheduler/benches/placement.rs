@@ -28,8 +28,15 @@ struct Sink {
 impl Planner for Sink {
     fn submit_plan(&mut self, plan: Plan) -> Result<Submitted, SchedulerError> {
         self.placed += plan.node_allocation.values().map(Vec::len).sum::<usize>();
-        let result = PlanResult { node_allocation: plan.node_allocation, node_update: plan.node_update, ..Default::default() };
-        Ok(Submitted { result, refreshed: None })
+        let result = PlanResult {
+            node_allocation: plan.node_allocation,
+            node_update: plan.node_update,
+            ..Default::default()
+        };
+        Ok(Submitted {
+            result,
+            refreshed: None,
+        })
     }
     fn update_eval(&mut self, _: Evaluation) -> Result<(), SchedulerError> {
         Ok(())

@@ -433,6 +433,7 @@ impl Run<'_> {
                     desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
                 }
                 new_ids.insert(id);
+                stack.record_placement(&option, tg);
                 util::plan_alloc(&mut plan, alloc);
             }
             self.class_eligibility = stack.class_eligibility.clone();
@@ -476,7 +477,11 @@ impl Run<'_> {
         if plan.is_no_op() && !eval.annotate_plan {
             return Ok((true, false));
         }
-        let expected: Vec<(String, usize)> = plan.node_allocation.iter().map(|(n, v)| (n.clone(), v.len())).collect();
+        let expected: Vec<(String, usize)> = plan
+            .node_allocation
+            .iter()
+            .map(|(n, v)| (n.clone(), v.len()))
+            .collect();
         let submitted = planner.submit_plan(plan)?;
         let progress = !submitted.result.node_update.is_empty()
             || !submitted.result.node_allocation.is_empty()
@@ -496,7 +501,9 @@ impl Run<'_> {
             self.failed.clear();
             return Ok((false, progress));
         }
-        let full = expected.iter().all(|(n, len)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(*len));
+        let full = expected
+            .iter()
+            .all(|(n, len)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(*len));
         if !full {
             return Err(SchedulerError::PartialCommitWithoutRefresh);
         }

@@ -22,7 +22,7 @@ use drover_types::alloc::desired_status;
 use drover_types::eval::deployment_status;
 use drover_types::{Allocation, Deployment, Evaluation, Job, Node, Plan, PlanResult, SchedulerConfiguration};
 
-use crate::state::{Planner, SchedulerError, State, Submitted};
+use crate::state::{CandidateIndex, Planner, SchedulerError, State, Submitted};
 
 /// An in-memory cluster state.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +37,8 @@ pub struct MemState {
     deployments: BTreeMap<String, Arc<Deployment>>,
     evals: BTreeMap<String, Arc<Evaluation>>,
     config: SchedulerConfiguration,
+    /// Built on first use, dropped whenever a node changes.
+    candidates: Arc<std::sync::OnceLock<Arc<CandidateIndex>>>,
 }
 
 impl MemState {
@@ -61,6 +63,7 @@ impl MemState {
         }
         node.modify_index = i;
         self.nodes.insert(node.id.clone(), Arc::new(node));
+        self.candidates = Default::default();
     }
 
     /// Adds or replaces a job (the version is kept as given).
@@ -255,6 +258,11 @@ impl State for MemState {
     }
     fn scheduler_config(&self) -> SchedulerConfiguration {
         self.config.clone()
+    }
+    fn candidates(&self) -> Arc<CandidateIndex> {
+        self.candidates
+            .get_or_init(|| Arc::new(CandidateIndex::build(self.nodes.values().cloned())))
+            .clone()
     }
     fn jobs(&self) -> Vec<Arc<Job>> {
         self.jobs.values().cloned().collect()

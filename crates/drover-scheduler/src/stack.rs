@@ -39,7 +39,7 @@ use crate::feasible::{self, ConstraintChecker};
 use crate::fit::{self, DeviceAllocator, NetworkIndex};
 use crate::rank::{self, SpreadCounts};
 use crate::rng::Rng;
-use crate::state::State;
+use crate::state::{Candidate, State};
 use crate::util::FastMap;
 
 /// How many options scoring ≤ 0 the limit iterator sets aside before accepting them.
@@ -84,8 +84,10 @@ pub struct Stack {
     batch: bool,
     spread_algorithm: bool,
     oversubscription: bool,
-    nodes: Vec<Arc<Node>>,
+    nodes: Vec<Candidate>,
     offset: usize,
+    placed: FastMap<usize, Placed>,
+    empty_usage: Arc<NodeUsage>,
     base_limit: usize,
     checker: ConstraintChecker,
     /// Keyed by the node's address: the candidates' `Arc<Node>`s live as long as this stack,
@@ -122,6 +124,8 @@ impl Stack {
             group_eligibility: FastMap::default(),
             groups: FastMap::default(),
             usage: FastMap::default(),
+            placed: FastMap::default(),
+            empty_usage: Arc::new(NodeUsage { allocs: Vec::new() }),
             job_escapes,
             rng,
             attr_cache: HashMap::new(),
@@ -131,7 +135,7 @@ impl Stack {
     }
 
     /// Sets the candidates (shuffled with the evaluation's seed) and the base limit.
-    pub fn set_nodes(&mut self, mut nodes: Vec<Arc<Node>>, shuffle: bool) {
+    pub fn set_nodes(&mut self, mut nodes: Vec<Candidate>, shuffle: bool) {
         if shuffle {
             self.rng.shuffle(&mut nodes);
         }
@@ -143,6 +147,20 @@ impl Stack {
         };
         self.nodes = nodes;
         self.offset = 0;
+    }
+
+    /// Tells the stack that `ranked` became a placement of `tg` in the plan, so later
+    /// placements in this pass count it without looking the plan up.
+    pub fn record_placement(&mut self, ranked: &RankedNode, tg: &TaskGroup) {
+        let a = Allocation {
+            allocated_resources: Some(ranked.resources.clone()),
+            ..Default::default()
+        };
+        let p = self.placed.entry(Arc::as_ptr(&ranked.node) as usize).or_default();
+        p.usage.add(&fit::alloc_usage(&a));
+        p.count += 1;
+        p.job += 1;
+        *p.groups.entry(tg.name.clone()).or_default() += 1;
     }
 
     /// The candidate count.
@@ -178,7 +196,8 @@ impl Stack {
             .collect();
         let escapes = feasible::escapes_class(&constraints);
         let resources = tg.tasks.iter().filter_map(|t| t.resources.as_ref());
-        let mut needs_full = tg.networks.iter().any(|n| !n.reserved_ports.is_empty()) || !tg.volumes.is_empty();
+        let mut needs_full =
+            tg.networks.iter().any(|n| !n.reserved_ports.is_empty()) || !tg.volumes.is_empty();
         for r in resources {
             needs_full |= r.cores > 0 || !r.devices.is_empty() || !r.networks.is_empty();
         }
@@ -206,13 +225,21 @@ impl Stack {
         if let Some(u) = self.usage.get(&key) {
             return u.clone();
         }
-        let allocs = state
+        let allocs: Vec<LiveAlloc> = state
             .allocs_by_node(&node.id)
             .into_iter()
             .filter(|a| !a.client_terminal())
-            .map(|a| LiveAlloc { usage: fit::alloc_usage(&a), alloc: a })
+            .map(|a| LiveAlloc {
+                usage: fit::alloc_usage(&a),
+                alloc: a,
+            })
             .collect();
-        let u = Arc::new(NodeUsage { allocs });
+        // Most candidates of a large cluster run nothing yet: share one empty record.
+        let u = if allocs.is_empty() {
+            self.empty_usage.clone()
+        } else {
+            Arc::new(NodeUsage { allocs })
+        };
         self.usage.insert(key, u.clone());
         u
     }
@@ -241,7 +268,8 @@ impl Stack {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
         if !opts.preferred_nodes.is_empty() {
-            let preferred = opts.preferred_nodes.clone();
+            let preferred: Vec<Candidate> =
+                opts.preferred_nodes.iter().cloned().map(Candidate::new).collect();
             let found = self.scan(
                 state,
                 plan,
@@ -293,7 +321,7 @@ impl Stack {
     ) -> (Option<RankedNode>, AllocMetric) {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
-        let one = [node];
+        let one = [Candidate::new(node)];
         let found = self.scan(state, plan, tg, opts, &one, 1, &spreads, &mut metrics);
         (found, metrics)
     }
@@ -305,7 +333,7 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &[Arc<Node>],
+        nodes: &[Candidate],
         limit: usize,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
@@ -332,7 +360,7 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &[Arc<Node>],
+        nodes: &[Candidate],
         start: usize,
         limit: usize,
         spreads: &[SpreadCtx],
@@ -346,16 +374,16 @@ impl Stack {
         let mut set_aside: Vec<RankedNode> = Vec::new();
         let mut i = 0;
         while i < n && options.len() < limit {
-            let node = &nodes[(start + i) % n];
+            let cand = &nodes[(start + i) % n];
             i += 1;
             metrics.nodes_evaluated += 1;
-            if !self.feasible(node, tg, metrics) {
+            if !self.feasible(&cand.node, &cand.class, tg, metrics) {
                 continue;
             }
             let ranked = if fast {
-                self.fast_rank(state, plan, tg, &info, node, opts, spreads, metrics)
+                self.fast_rank(state, plan, tg, &info, cand, opts, spreads, metrics)
             } else {
-                self.rank(state, plan, tg, node, opts, spreads, metrics)
+                self.rank(state, plan, tg, &cand.node, opts, spreads, metrics)
             };
             let Some(ranked) = ranked else {
                 continue;
@@ -386,10 +414,15 @@ impl Stack {
         match self.rank(state, plan, tg, &chosen.node, opts, spreads, metrics) {
             Some(full) => Some(full),
             None => {
-                let slow = GroupInfo { needs_full: true, ..(*info).clone() };
+                let slow = GroupInfo {
+                    needs_full: true,
+                    ..(*info).clone()
+                };
                 self.groups.insert(tg.name.clone(), Arc::new(slow));
                 let mut again = 0;
-                self.scan_counting(state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut again)
+                self.scan_counting(
+                    state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut again,
+                )
             }
         }
     }
@@ -404,20 +437,28 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         info: &GroupInfo,
-        node: &Arc<Node>,
+        cand: &Candidate,
         opts: &SelectOptions,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
     ) -> Option<RankedNode> {
+        let node = &cand.node;
         let job = self.job.clone();
         let usage = self.node_usage(state, node);
-        let stops = plan.node_update.get(&node.id);
-        let preempted = plan.node_preemptions.get(&node.id);
-        let planned = plan.node_allocation.get(&node.id);
+        // Stops and evictions in the plan (looked up only when the plan has any).
+        let stops = if plan.node_update.is_empty() {
+            None
+        } else {
+            plan.node_update.get(&node.id)
+        };
+        let preempted = if plan.node_preemptions.is_empty() {
+            None
+        } else {
+            plan.node_preemptions.get(&node.id)
+        };
         let gone = |id: &str| {
             stops.is_some_and(|v| v.iter().any(|a| a.id == id))
                 || preempted.is_some_and(|v| v.iter().any(|a| a.id == id))
-                || planned.is_some_and(|v| v.iter().any(|a| a.id == id))
         };
         let mut used = info.ask;
         let mut count = 1;
@@ -436,20 +477,16 @@ impl Stack {
                 }
             }
         }
-        for a in planned.into_iter().flatten() {
-            if a.client_terminal() {
-                continue;
-            }
-            used.add(&fit::alloc_usage(a));
-            count += 1;
-            if a.job_id == job.id && a.namespace == job.namespace {
+        // This pass's own placements on the node (in-place updates keep their resources).
+        if let Some(p) = self.placed.get(&(Arc::as_ptr(node) as usize)) {
+            used.add(&p.usage);
+            count += p.count;
+            if p.job > 0 {
                 same_job = true;
-                if a.task_group == tg.name {
-                    collisions += 1;
-                }
             }
+            collisions += p.groups.get(tg.name.as_str()).copied().unwrap_or(0);
         }
-        let class = self.class_of(node);
+        let class = cand.class.clone();
         let job_level = job.constraints.iter().map(|c| (c, false));
         for (c, group_level) in job_level.chain(tg.constraints.iter().map(|c| (c, true))) {
             if c.operand == "distinct_hosts" && (c.r_target.is_empty() || c.r_target == "true") {
@@ -469,12 +506,11 @@ impl Stack {
             exhausted("max allocs", metrics);
             return None;
         }
-        let capacity = fit::node_capacity(node);
-        if let Some(dim) = capacity.superset(&used) {
+        if let Some(dim) = cand.capacity.superset(&used) {
             exhausted(dim, metrics);
             return None;
         }
-        let scores = self.scores(tg, node, opts, spreads, &capacity, &used, collisions, &[]);
+        let scores = self.scores(tg, node, opts, spreads, &cand.capacity, &used, collisions, &[]);
         let final_score = rank::final_score(&scores);
         Some(RankedNode {
             node: node.clone(),
@@ -503,7 +539,10 @@ impl Stack {
         if self.spread_algorithm {
             scores.push(("spread", rank::spread_fitness(capacity, used) / rank::MAX_FITNESS));
         } else {
-            scores.push(("binpack", rank::binpack_fitness(capacity, used) / rank::MAX_FITNESS));
+            scores.push((
+                "binpack",
+                rank::binpack_fitness(capacity, used) / rank::MAX_FITNESS,
+            ));
         }
         if let Some(s) = rank::anti_affinity(collisions, tg.count) {
             scores.push(("job-anti-affinity", s));
@@ -521,8 +560,10 @@ impl Stack {
                 .chain(tg.affinities.iter())
                 .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
                 .collect();
-            let matches: Vec<(bool, i64)> =
-                affinities.iter().map(|a| (self.checker.matches_affinity(node, a), a.weight)).collect();
+            let matches: Vec<(bool, i64)> = affinities
+                .iter()
+                .map(|a| (self.checker.matches_affinity(node, a), a.weight))
+                .collect();
             if let Some(s) = rank::affinity_score(&matches) {
                 scores.push(("node-affinity", s));
             }
@@ -553,10 +594,14 @@ impl Stack {
     }
 
     /// Feasibility with class caching (see the module docs).
-    fn feasible(&mut self, node: &Node, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
-        let class = self.class_of(node);
+    fn feasible(&mut self, node: &Node, class: &Arc<str>, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
+        let class = class.clone();
         // Job-level constraints.
-        let cached = if self.job_escapes { None } else { self.job_eligibility.get(&*class).copied() };
+        let cached = if self.job_escapes {
+            None
+        } else {
+            self.job_eligibility.get(&*class).copied()
+        };
         match cached {
             Some(false) => {
                 metrics.nodes_filtered += 1;
@@ -589,7 +634,10 @@ impl Stack {
         let cached = if info.escapes {
             None
         } else {
-            self.group_eligibility.get(tg.name.as_str()).and_then(|m| m.get(&*class)).copied()
+            self.group_eligibility
+                .get(tg.name.as_str())
+                .and_then(|m| m.get(&*class))
+                .copied()
         };
         match cached {
             Some(false) => {
@@ -603,7 +651,10 @@ impl Stack {
                 let reason = self.group_check(node, tg, &constraints);
                 let ok = reason.is_none();
                 if !info.escapes {
-                    self.group_eligibility.entry(tg.name.clone()).or_default().insert(class.clone(), ok);
+                    self.group_eligibility
+                        .entry(tg.name.clone())
+                        .or_default()
+                        .insert(class.clone(), ok);
                     let e = self.class_eligibility.entry(class.to_string()).or_insert(ok);
                     *e = *e || ok;
                 }
@@ -986,7 +1037,10 @@ impl Stack {
 
         // Scores.
         let capacity = fit::node_capacity(node);
-        let collisions = proposed.iter().filter(|a| a.job_id == job.id && a.task_group == tg.name).count();
+        let collisions = proposed
+            .iter()
+            .filter(|a| a.job_id == job.id && a.task_group == tg.name)
+            .count();
         let scores = self.scores(tg, node, opts, spreads, &capacity, &used, collisions, &preempted);
         let final_score = rank::final_score(&scores);
         Some(RankedNode {
@@ -1012,6 +1066,17 @@ struct GroupInfo {
     /// What one allocation of the group uses (the same formula as `fit::alloc_usage`).
     ask: fit::Comparable,
     has_volumes: bool,
+}
+
+/// What this pass placed on one node.
+#[derive(Debug, Default)]
+struct Placed {
+    usage: fit::Comparable,
+    count: i64,
+    /// Placements of this job.
+    job: i64,
+    /// Placements per group of this job.
+    groups: FastMap<String, usize>,
 }
 
 /// A live allocation in the snapshot and what it uses.

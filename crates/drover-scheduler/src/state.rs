@@ -38,6 +38,12 @@ pub trait State {
     fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<Arc<Deployment>>;
     /// Scheduler configuration (algorithm, preemption).
     fn scheduler_config(&self) -> SchedulerConfiguration;
+    /// Ready nodes indexed by datacenter and pool. The default builds it from `nodes()`; a
+    /// state store should keep it current as nodes change, so an evaluation does not visit
+    /// every node.
+    fn candidates(&self) -> Arc<CandidateIndex> {
+        Arc::new(CandidateIndex::build(self.nodes()))
+    }
     /// Every job (for the core scheduler's garbage collection).
     fn jobs(&self) -> Vec<Arc<Job>> {
         Vec::new()
@@ -98,4 +104,69 @@ pub enum SchedulerError {
     /// The evaluation names a scheduler type this crate does not have.
     #[error("unknown scheduler type {0:?}")]
     UnknownScheduler(String),
+}
+
+/// A ready node as the scheduler's hot path needs it: its computed class and capacity
+/// precomputed, so ranking a candidate touches one small record instead of the whole node.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Its computed class (`Node.ComputedClass`, or computed when empty).
+    pub class: Arc<str>,
+    /// Capacity minus operator reservations.
+    pub capacity: crate::fit::Comparable,
+}
+
+impl Candidate {
+    /// Builds the record for a node.
+    pub fn new(node: Arc<Node>) -> Self {
+        let class: Arc<str> = if node.computed_class.is_empty() {
+            Arc::from(crate::feasible::computed_class(&node))
+        } else {
+            Arc::from(node.computed_class.as_str())
+        };
+        let capacity = crate::fit::node_capacity(&node);
+        Candidate {
+            node,
+            class,
+            capacity,
+        }
+    }
+}
+
+/// Ready nodes grouped by (datacenter, node pool), and node counts per pool: what a scheduler
+/// needs to find its candidates without visiting every node of the cluster.
+#[derive(Debug, Clone, Default)]
+pub struct CandidateIndex {
+    /// (datacenter, pool) → ready nodes, in node ID order.
+    pub groups: Vec<((String, String), Vec<Candidate>)>,
+    /// pool → number of nodes in it (any status).
+    pub pool_sizes: std::collections::BTreeMap<String, i64>,
+}
+
+impl CandidateIndex {
+    /// Builds the index from every node (O(nodes); a state store keeps it between changes).
+    pub fn build<I: IntoIterator<Item = Arc<Node>>>(nodes: I) -> Self {
+        let mut groups: std::collections::BTreeMap<(String, String), Vec<Candidate>> = Default::default();
+        let mut pool_sizes: std::collections::BTreeMap<String, i64> = Default::default();
+        for n in nodes {
+            let pool = if n.node_pool.is_empty() {
+                "default".to_string()
+            } else {
+                n.node_pool.clone()
+            };
+            *pool_sizes.entry(pool.clone()).or_default() += 1;
+            if n.ready() {
+                groups
+                    .entry((n.datacenter.clone(), pool))
+                    .or_default()
+                    .push(Candidate::new(n));
+            }
+        }
+        CandidateIndex {
+            groups: groups.into_iter().collect(),
+            pool_sizes,
+        }
+    }
 }

@@ -202,7 +202,7 @@ fn pass(
         job_id: eval.job_id.clone(),
         namespace: eval.namespace.clone(),
         sysbatch,
-        eligible_nodes: eligible.clone(),
+        eligible_nodes: eligible.iter().map(|c| c.node.clone()).collect(),
         not_ready_nodes: not_ready,
         tainted,
         existing: allocs,
@@ -323,6 +323,7 @@ fn pass(
                 }
                 desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
             }
+            stack.record_placement(&option, tg);
             util::plan_alloc(&mut plan, alloc);
         }
         if !exhausted_nodes.is_empty() && eval.status != eval_status::BLOCKED {

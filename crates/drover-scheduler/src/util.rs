@@ -1,32 +1,36 @@
 //! Helpers shared by the schedulers: candidate nodes, the destructive-change test, plan edits.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use drover_types::alloc::desired_status;
 use drover_types::job::{NetworkResource, Task, TaskGroup};
-use drover_types::{Allocation, Job, Node, Plan};
+use drover_types::{Allocation, Job, Plan};
 use serde_json::Value;
 
 use crate::feasible;
-use crate::state::State;
+use crate::state::{Candidate, State};
 
 /// Ready nodes in the job's datacenters (globs) and node pool, plus the count per datacenter
-/// (`NodesAvailable`) and the pool size (`NodesInPool`).
-pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Arc<Node>>, BTreeMap<String, i64>, i64) {
+/// (`NodesAvailable`) and the pool size (`NodesInPool`). Visits each (datacenter, pool) group
+/// once, not each node.
+pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, BTreeMap<String, i64>, i64) {
+    let index = state.candidates();
     let mut ready = Vec::new();
     let mut by_dc = BTreeMap::new();
     let mut in_pool = 0;
-    for n in state.nodes() {
-        if !feasible::node_pool_matches(&job.node_pool, &n.node_pool) {
+    for (pool, n) in &index.pool_sizes {
+        if feasible::node_pool_matches(&job.node_pool, pool) {
+            in_pool += n;
+        }
+    }
+    for ((dc, pool), nodes) in &index.groups {
+        if !feasible::node_pool_matches(&job.node_pool, pool)
+            || !feasible::datacenter_matches(&job.datacenters, dc)
+        {
             continue;
         }
-        in_pool += 1;
-        if !n.ready() || !feasible::datacenter_matches(&job.datacenters, &n.datacenter) {
-            continue;
-        }
-        *by_dc.entry(n.datacenter.clone()).or_default() += 1;
-        ready.push(n);
+        *by_dc.entry(dc.clone()).or_default() += nodes.len() as i64;
+        ready.extend(nodes.iter().cloned());
     }
     (ready, by_dc, in_pool)
 }
