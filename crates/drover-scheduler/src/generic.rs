@@ -373,7 +373,7 @@ impl Run<'_> {
                 metrics.nodes_in_pool = in_pool;
                 metrics.node_pool = job.node_pool.clone();
                 metrics.nodes_available = by_dc.clone();
-                let Some(option) = option else {
+                let Some(mut option) = option else {
                     failed_groups.insert(tg.name.clone());
                     self.failed.insert(tg.name.clone(), metrics);
                     if let Some(prev) = &p.previous_alloc {
@@ -402,7 +402,7 @@ impl Run<'_> {
                     job_id: job.id.clone(),
                     job: Some(job.clone()),
                     task_group: tg.name.clone(),
-                    allocated_resources: Some(option.resources.clone()),
+                    allocated_resources: Some(std::mem::take(&mut option.resources)),
                     metrics: Some(metrics),
                     desired_status: desired_status::RUN.into(),
                     client_status: client_status::PENDING.into(),

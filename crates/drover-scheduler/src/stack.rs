@@ -75,6 +75,8 @@ pub struct RankedNode {
     pub resources: AllocatedResources,
     /// Allocations to evict.
     pub preempted: Vec<Arc<Allocation>>,
+    /// What the new allocation uses.
+    pub usage: fit::Comparable,
 }
 
 /// Selection state for one evaluation.
@@ -152,12 +154,8 @@ impl Stack {
     /// Tells the stack that `ranked` became a placement of `tg` in the plan, so later
     /// placements in this pass count it without looking the plan up.
     pub fn record_placement(&mut self, ranked: &RankedNode, tg: &TaskGroup) {
-        let a = Allocation {
-            allocated_resources: Some(ranked.resources.clone()),
-            ..Default::default()
-        };
         let p = self.placed.entry(Arc::as_ptr(&ranked.node) as usize).or_default();
-        p.usage.add(&fit::alloc_usage(&a));
+        p.usage.add(&ranked.usage);
         p.count += 1;
         p.job += 1;
         *p.groups.entry(tg.name.clone()).or_default() += 1;
@@ -518,6 +516,7 @@ impl Stack {
             final_score,
             resources: AllocatedResources::default(),
             preempted: Vec::new(),
+            usage: info.ask,
         })
     }
 
@@ -971,14 +970,15 @@ impl Stack {
             task_lifecycles: lifecycles,
             shared,
         };
-        let candidate = Allocation {
+        let mut candidate = Allocation {
             id: String::new(),
             job_id: job.id.clone(),
             namespace: job.namespace.clone(),
             task_group: tg.name.clone(),
-            allocated_resources: Some(resources.clone()),
+            allocated_resources: Some(resources),
             ..Default::default()
         };
+        let own_usage = fit::alloc_usage(&candidate);
         let mut with_candidate = proposed.clone();
         with_candidate.push(&candidate);
         let mut preempted: Vec<Arc<Allocation>> = Vec::new();
@@ -1035,6 +1035,7 @@ impl Stack {
             }
         };
 
+        let resources = candidate.allocated_resources.take().unwrap_or_default();
         // Scores.
         let capacity = fit::node_capacity(node);
         let collisions = proposed
@@ -1049,6 +1050,7 @@ impl Stack {
             final_score,
             resources,
             preempted,
+            usage: own_usage,
         })
     }
 }

@@ -273,7 +273,7 @@ fn pass(
             metrics.nodes_in_pool = in_pool;
             metrics.node_pool = job.node_pool.clone();
             metrics.nodes_available = by_dc.clone();
-            let Some(option) = option else {
+            let Some(mut option) = option else {
                 if destructive && let Some(prev) = &p.previous_alloc {
                     util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
                 }
@@ -305,7 +305,7 @@ fn pass(
                 job_id: job.id.clone(),
                 job: Some(job.clone()),
                 task_group: tg.name.clone(),
-                allocated_resources: Some(option.resources.clone()),
+                allocated_resources: Some(std::mem::take(&mut option.resources)),
                 metrics: Some(metrics),
                 desired_status: desired_status::RUN.into(),
                 client_status: client_status::PENDING.into(),
