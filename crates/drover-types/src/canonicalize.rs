@@ -160,7 +160,8 @@ fn canonicalize_group(
         }
         Some(m)
     } else {
-        None
+        // Only service jobs migrate; a written block is kept so validation can reject it.
+        tg.migrate.take().or_else(|| job_migrate.cloned())
     };
 
     for n in &mut tg.networks {

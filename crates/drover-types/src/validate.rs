@@ -302,6 +302,10 @@ fn check_group(c: &mut Checker, job: &Job, tg: &TaskGroup, system_like: bool) {
     }
     if let Some(m) = &tg.migrate {
         c.within("migrate", |c| {
+            if matches!(jt, job_type::BATCH | job_type::SYSTEM | job_type::SYSBATCH) {
+                c.err(format!("job type {jt:?} does not allow a migrate block"));
+                return;
+            }
             if m.max_parallel() < 0 {
                 c.err("max_parallel must be zero or more");
             }
