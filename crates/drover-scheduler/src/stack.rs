@@ -86,7 +86,8 @@ pub struct Stack {
     batch: bool,
     spread_algorithm: bool,
     oversubscription: bool,
-    nodes: Vec<Candidate>,
+    nodes: Vec<Slot>,
+
     offset: usize,
     placed: FastMap<usize, Placed>,
     empty_usage: Arc<NodeUsage>,
@@ -98,7 +99,6 @@ pub struct Stack {
     job_eligibility: FastMap<Arc<str>, bool>,
     group_eligibility: FastMap<String, FastMap<Arc<str>, bool>>,
     groups: FastMap<String, Arc<GroupInfo>>,
-    usage: FastMap<usize, Arc<NodeUsage>>,
     job_escapes: bool,
     pub(crate) rng: Rng,
     attr_cache: HashMap<(String, String), Option<String>>,
@@ -125,7 +125,6 @@ impl Stack {
             job_eligibility: FastMap::default(),
             group_eligibility: FastMap::default(),
             groups: FastMap::default(),
-            usage: FastMap::default(),
             placed: FastMap::default(),
             empty_usage: Arc::new(NodeUsage { allocs: Vec::new() }),
             job_escapes,
@@ -137,7 +136,8 @@ impl Stack {
     }
 
     /// Sets the candidates (shuffled with the evaluation's seed) and the base limit.
-    pub fn set_nodes(&mut self, mut nodes: Vec<Candidate>, shuffle: bool) {
+    pub fn set_nodes(&mut self, nodes: Vec<Candidate>, shuffle: bool) {
+        let mut nodes: Vec<Slot> = nodes.into_iter().map(|cand| Slot { cand, usage: None }).collect();
         if shuffle {
             self.rng.shuffle(&mut nodes);
         }
@@ -218,11 +218,7 @@ impl Stack {
 
     /// Live allocations of a node in the state snapshot, with their usage (cached per eval;
     /// the plan's changes are applied on top per placement).
-    fn node_usage(&mut self, state: &dyn State, node: &Node) -> Arc<NodeUsage> {
-        let key = node as *const Node as usize;
-        if let Some(u) = self.usage.get(&key) {
-            return u.clone();
-        }
+    fn compute_usage(&mut self, state: &dyn State, node: &Node) -> Arc<NodeUsage> {
         let allocs: Vec<LiveAlloc> = state
             .allocs_by_node(&node.id)
             .into_iter()
@@ -233,13 +229,11 @@ impl Stack {
             })
             .collect();
         // Most candidates of a large cluster run nothing yet: share one empty record.
-        let u = if allocs.is_empty() {
+        if allocs.is_empty() {
             self.empty_usage.clone()
         } else {
             Arc::new(NodeUsage { allocs })
-        };
-        self.usage.insert(key, u.clone());
-        u
+        }
     }
 
     fn limit_for(&self, tg: &TaskGroup) -> usize {
@@ -266,14 +260,21 @@ impl Stack {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
         if !opts.preferred_nodes.is_empty() {
-            let preferred: Vec<Candidate> =
-                opts.preferred_nodes.iter().cloned().map(Candidate::new).collect();
+            let mut preferred: Vec<Slot> = opts
+                .preferred_nodes
+                .iter()
+                .cloned()
+                .map(|n| Slot {
+                    cand: Candidate::new(n),
+                    usage: None,
+                })
+                .collect();
             let found = self.scan(
                 state,
                 plan,
                 tg,
                 opts,
-                &preferred,
+                &mut preferred,
                 usize::MAX,
                 &spreads,
                 &mut metrics,
@@ -283,7 +284,7 @@ impl Stack {
             }
         }
         let limit = self.limit_for(tg);
-        let nodes = std::mem::take(&mut self.nodes);
+        let mut nodes = std::mem::take(&mut self.nodes);
         let start = self.offset;
         let (found, examined) = {
             let mut examined = 0;
@@ -292,7 +293,7 @@ impl Stack {
                 plan,
                 tg,
                 opts,
-                &nodes,
+                &mut nodes,
                 start,
                 limit,
                 &spreads,
@@ -319,8 +320,11 @@ impl Stack {
     ) -> (Option<RankedNode>, AllocMetric) {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
-        let one = [Candidate::new(node)];
-        let found = self.scan(state, plan, tg, opts, &one, 1, &spreads, &mut metrics);
+        let mut one = [Slot {
+            cand: Candidate::new(node),
+            usage: None,
+        }];
+        let found = self.scan(state, plan, tg, opts, &mut one, 1, &spreads, &mut metrics);
         (found, metrics)
     }
 
@@ -331,7 +335,7 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &[Candidate],
+        nodes: &mut [Slot],
         limit: usize,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
@@ -358,7 +362,7 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &[Candidate],
+        nodes: &mut [Slot],
         start: usize,
         limit: usize,
         spreads: &[SpreadCtx],
@@ -367,23 +371,22 @@ impl Stack {
     ) -> Option<RankedNode> {
         let n = nodes.len();
         let info = self.group_info(tg);
-        let fast = !info.needs_full && !opts.preempt;
+        if !info.needs_full && !opts.preempt {
+            return self.scan_fast(
+                state, plan, tg, &info, opts, nodes, start, limit, spreads, metrics, examined,
+            );
+        }
         let mut options: Vec<RankedNode> = Vec::new();
         let mut set_aside: Vec<RankedNode> = Vec::new();
         let mut i = 0;
         while i < n && options.len() < limit {
-            let cand = &nodes[(start + i) % n];
+            let cand = &nodes[(start + i) % n].cand;
             i += 1;
             metrics.nodes_evaluated += 1;
             if !self.feasible(&cand.node, &cand.class, tg, metrics) {
                 continue;
             }
-            let ranked = if fast {
-                self.fast_rank(state, plan, tg, &info, cand, opts, spreads, metrics)
-            } else {
-                self.rank(state, plan, tg, &cand.node, opts, spreads, metrics)
-            };
-            let Some(ranked) = ranked else {
+            let Some(ranked) = self.rank(state, plan, tg, &cand.node, opts, spreads, metrics) else {
                 continue;
             };
             if ranked.final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
@@ -396,25 +399,96 @@ impl Stack {
         while options.len() < limit && !set_aside.is_empty() {
             options.push(set_aside.remove(0));
         }
-        record_scores(metrics, &options);
+        let scored: Vec<(&str, &[(&'static str, f64)], f64)> = options
+            .iter()
+            .map(|o| (o.node.id.as_str(), o.scores.as_slice(), o.final_score))
+            .collect();
+        record_scores(metrics, &scored);
         let mut best: Option<RankedNode> = None;
         for o in options {
             if best.as_ref().is_none_or(|b| o.final_score > b.final_score) {
                 best = Some(o);
             }
         }
-        if !fast {
-            return best;
+        best
+    }
+
+    /// [`Self::scan_counting`] for groups without static ports, devices or cores: candidates
+    /// are scored from their usage alone ([`Self::fast_rank`]); only the chosen node gets its
+    /// ports assigned and the authoritative fit check.
+    #[allow(clippy::too_many_arguments)]
+    fn scan_fast(
+        &mut self,
+        state: &dyn State,
+        plan: &Plan,
+        tg: &TaskGroup,
+        info: &Arc<GroupInfo>,
+        opts: &SelectOptions,
+        nodes: &mut [Slot],
+        start: usize,
+        limit: usize,
+        spreads: &[SpreadCtx],
+        metrics: &mut AllocMetric,
+        examined: &mut usize,
+    ) -> Option<RankedNode> {
+        let n = nodes.len();
+        let mut options: Vec<FastOption> = Vec::new();
+        let mut set_aside: Vec<FastOption> = Vec::new();
+        let mut i = 0;
+        while i < n && options.len() < limit {
+            let idx = (start + i) % n;
+            i += 1;
+            metrics.nodes_evaluated += 1;
+            let slot = &mut nodes[idx];
+            if !self.feasible(&slot.cand.node, &slot.cand.class, tg, metrics) {
+                continue;
+            }
+            let Some((scores, final_score)) =
+                self.fast_rank(state, plan, tg, info, slot, opts, spreads, metrics)
+            else {
+                continue;
+            };
+            let o = FastOption {
+                idx,
+                scores,
+                final_score,
+            };
+            if final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
+                set_aside.push(o);
+            } else {
+                options.push(o);
+            }
         }
-        // The fast check chose a node; assign its ports and run the authoritative fit check
-        // there. Dynamic ports almost never run out, but if they do, rank the slow way.
-        let chosen = best?;
-        match self.rank(state, plan, tg, &chosen.node, opts, spreads, metrics) {
+        *examined = i;
+        while options.len() < limit && !set_aside.is_empty() {
+            options.push(set_aside.remove(0));
+        }
+        let scored: Vec<(&str, &[(&'static str, f64)], f64)> = options
+            .iter()
+            .map(|o| {
+                (
+                    nodes[o.idx].cand.node.id.as_str(),
+                    o.scores.as_slice(),
+                    o.final_score,
+                )
+            })
+            .collect();
+        record_scores(metrics, &scored);
+        let mut best: Option<&FastOption> = None;
+        for o in &options {
+            if best.is_none_or(|b| o.final_score > b.final_score) {
+                best = Some(o);
+            }
+        }
+        // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
+        // ports almost never run out, but if they do, rank this group the slow way.
+        let node = nodes[best?.idx].cand.node.clone();
+        match self.rank(state, plan, tg, &node, opts, spreads, metrics) {
             Some(full) => Some(full),
             None => {
                 let slow = GroupInfo {
                     needs_full: true,
-                    ..(*info).clone()
+                    ..(**info).clone()
                 };
                 self.groups.insert(tg.name.clone(), Arc::new(slow));
                 let mut again = 0;
@@ -435,14 +509,18 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         info: &GroupInfo,
-        cand: &Candidate,
+        slot: &mut Slot,
         opts: &SelectOptions,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
-    ) -> Option<RankedNode> {
+    ) -> Option<(Vec<(&'static str, f64)>, f64)> {
+        if slot.usage.is_none() {
+            slot.usage = Some(self.compute_usage(state, &slot.cand.node));
+        }
+        let cand = &slot.cand;
         let node = &cand.node;
         let job = self.job.clone();
-        let usage = self.node_usage(state, node);
+        let usage = slot.usage.clone().unwrap_or_else(|| self.empty_usage.clone());
         // Stops and evictions in the plan (looked up only when the plan has any).
         let stops = if plan.node_update.is_empty() {
             None
@@ -500,7 +578,7 @@ impl Stack {
             *metrics.class_exhausted.entry(class.to_string()).or_default() += 1;
             *metrics.dimension_exhausted.entry(dim.to_string()).or_default() += 1;
         };
-        if node.node_max_allocs > 0 && count > node.node_max_allocs {
+        if cand.max_allocs > 0 && count > cand.max_allocs {
             exhausted("max allocs", metrics);
             return None;
         }
@@ -510,14 +588,7 @@ impl Stack {
         }
         let scores = self.scores(tg, node, opts, spreads, &cand.capacity, &used, collisions, &[]);
         let final_score = rank::final_score(&scores);
-        Some(RankedNode {
-            node: node.clone(),
-            scores,
-            final_score,
-            resources: AllocatedResources::default(),
-            preempted: Vec::new(),
-            usage: info.ask,
-        })
+        Some((scores, final_score))
     }
 
     /// The scorers (see `crate::rank`), shared by both ranking paths.
@@ -546,7 +617,7 @@ impl Stack {
         if let Some(s) = rank::anti_affinity(collisions, tg.count) {
             scores.push(("job-anti-affinity", s));
         }
-        if opts.penalty_nodes.contains(&node.id) {
+        if !opts.penalty_nodes.is_empty() && opts.penalty_nodes.contains(&node.id) {
             scores.push(("node-reschedule-penalty", -1.0));
         }
         let has_affinities = !job.affinities.is_empty()
@@ -1070,6 +1141,21 @@ struct GroupInfo {
     has_volumes: bool,
 }
 
+/// A candidate and, once looked at, its live allocations in the snapshot.
+#[derive(Debug, Clone)]
+struct Slot {
+    cand: Candidate,
+    usage: Option<Arc<NodeUsage>>,
+}
+
+/// A candidate scored by the fast path.
+#[derive(Debug)]
+struct FastOption {
+    idx: usize,
+    scores: Vec<(&'static str, f64)>,
+    final_score: f64,
+}
+
 /// What this pass placed on one node.
 #[derive(Debug, Default)]
 struct Placed {
@@ -1107,18 +1193,14 @@ fn is_distinct(c: &Constraint) -> bool {
     matches!(c.operand.as_str(), "distinct_hosts" | "distinct_property")
 }
 
-fn record_scores(metrics: &mut AllocMetric, options: &[RankedNode]) {
-    let mut top: Vec<&RankedNode> = options.iter().collect();
-    top.sort_by(|a, b| {
-        b.final_score
-            .partial_cmp(&a.final_score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    for o in top.into_iter().take(TOP_K) {
+fn record_scores(metrics: &mut AllocMetric, options: &[(&str, &[(&'static str, f64)], f64)]) {
+    let mut top: Vec<&(&str, &[(&'static str, f64)], f64)> = options.iter().collect();
+    top.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
+    for (node_id, scores, final_score) in top.into_iter().take(TOP_K) {
         metrics.score_meta_data.push(NodeScoreMeta {
-            node_id: o.node.id.clone(),
-            scores: o.scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
-            norm_score: o.final_score,
+            node_id: node_id.to_string(),
+            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            norm_score: *final_score,
         });
     }
 }

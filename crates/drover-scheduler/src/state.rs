@@ -116,6 +116,8 @@ pub struct Candidate {
     pub class: Arc<str>,
     /// Capacity minus operator reservations.
     pub capacity: crate::fit::Comparable,
+    /// `Node.NodeMaxAllocs` (0 = no limit).
+    pub max_allocs: i64,
 }
 
 impl Candidate {
@@ -127,10 +129,12 @@ impl Candidate {
             Arc::from(node.computed_class.as_str())
         };
         let capacity = crate::fit::node_capacity(&node);
+        let max_allocs = node.node_max_allocs;
         Candidate {
             node,
             class,
             capacity,
+            max_allocs,
         }
     }
 }
@@ -150,6 +154,8 @@ impl CandidateIndex {
     pub fn build<I: IntoIterator<Item = Arc<Node>>>(nodes: I) -> Self {
         let mut groups: std::collections::BTreeMap<(String, String), Vec<Candidate>> = Default::default();
         let mut pool_sizes: std::collections::BTreeMap<String, i64> = Default::default();
+        // Nodes of one class share one class string, which keeps it hot in the cache.
+        let mut classes: std::collections::HashMap<String, Arc<str>> = Default::default();
         for n in nodes {
             let pool = if n.node_pool.is_empty() {
                 "default".to_string()
@@ -158,10 +164,15 @@ impl CandidateIndex {
             };
             *pool_sizes.entry(pool.clone()).or_default() += 1;
             if n.ready() {
+                let mut c = Candidate::new(n);
+                let shared = classes
+                    .entry(c.class.to_string())
+                    .or_insert_with(|| c.class.clone());
+                c.class = shared.clone();
                 groups
-                    .entry((n.datacenter.clone(), pool))
+                    .entry((c.node.datacenter.clone(), pool))
                     .or_default()
-                    .push(Candidate::new(n));
+                    .push(c);
             }
         }
         CandidateIndex {
