@@ -383,7 +383,7 @@ impl Stack {
             let cand = &nodes[(start + i) % n].cand;
             i += 1;
             metrics.nodes_evaluated += 1;
-            if !self.feasible(&cand.node, &cand.class, tg, metrics) {
+            if !self.feasible(&cand.node, &cand.class, tg, &info, metrics) {
                 continue;
             }
             let Some(ranked) = self.rank(state, plan, tg, &cand.node, opts, spreads, metrics) else {
@@ -440,7 +440,7 @@ impl Stack {
             i += 1;
             metrics.nodes_evaluated += 1;
             let slot = &mut nodes[idx];
-            if !self.feasible(&slot.cand.node, &slot.cand.class, tg, metrics) {
+            if !self.feasible(&slot.cand.node, &slot.cand.class, tg, info, metrics) {
                 continue;
             }
             let Some((scores, final_score)) =
@@ -519,8 +519,9 @@ impl Stack {
         }
         let cand = &slot.cand;
         let node = &cand.node;
-        let job = self.job.clone();
-        let usage = slot.usage.clone().unwrap_or_else(|| self.empty_usage.clone());
+        let job: &Job = &self.job;
+        let empty = NodeUsage { allocs: Vec::new() };
+        let usage: &NodeUsage = slot.usage.as_deref().unwrap_or(&empty);
         // Stops and evictions in the plan (looked up only when the plan has any).
         let stops = if plan.node_update.is_empty() {
             None
@@ -586,73 +587,21 @@ impl Stack {
             exhausted(dim, metrics);
             return None;
         }
-        let scores = self.scores(tg, node, opts, spreads, &cand.capacity, &used, collisions, &[]);
+        let scores = score_node(
+            &mut self.checker,
+            &job,
+            self.spread_algorithm,
+            tg,
+            node,
+            opts,
+            spreads,
+            &cand.capacity,
+            &used,
+            collisions,
+            &[],
+        );
         let final_score = rank::final_score(&scores);
         Some((scores, final_score))
-    }
-
-    /// The scorers (see `crate::rank`), shared by both ranking paths.
-    #[allow(clippy::too_many_arguments)]
-    fn scores(
-        &mut self,
-        tg: &TaskGroup,
-        node: &Arc<Node>,
-        opts: &SelectOptions,
-        spreads: &[SpreadCtx],
-        capacity: &fit::Comparable,
-        used: &fit::Comparable,
-        collisions: usize,
-        preempted: &[Arc<Allocation>],
-    ) -> Vec<(&'static str, f64)> {
-        let job = self.job.clone();
-        let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
-        if self.spread_algorithm {
-            scores.push(("spread", rank::spread_fitness(capacity, used) / rank::MAX_FITNESS));
-        } else {
-            scores.push((
-                "binpack",
-                rank::binpack_fitness(capacity, used) / rank::MAX_FITNESS,
-            ));
-        }
-        if let Some(s) = rank::anti_affinity(collisions, tg.count) {
-            scores.push(("job-anti-affinity", s));
-        }
-        if !opts.penalty_nodes.is_empty() && opts.penalty_nodes.contains(&node.id) {
-            scores.push(("node-reschedule-penalty", -1.0));
-        }
-        let has_affinities = !job.affinities.is_empty()
-            || !tg.affinities.is_empty()
-            || tg.tasks.iter().any(|t| !t.affinities.is_empty());
-        if has_affinities {
-            let affinities: Vec<&Affinity> = job
-                .affinities
-                .iter()
-                .chain(tg.affinities.iter())
-                .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
-                .collect();
-            let matches: Vec<(bool, i64)> = affinities
-                .iter()
-                .map(|a| (self.checker.matches_affinity(node, a), a.weight))
-                .collect();
-            if let Some(s) = rank::affinity_score(&matches) {
-                scores.push(("node-affinity", s));
-            }
-        }
-        if !spreads.is_empty() {
-            let mut total = 0.0;
-            let mut lowest = -1.0;
-            for s in spreads {
-                let value = feasible::resolve_target(&s.attribute, node);
-                total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
-            }
-            if total != 0.0 {
-                scores.push(("allocation-spread", total));
-            }
-        }
-        if !preempted.is_empty() {
-            scores.push(("preemption", crate::preempt::preemption_score(preempted)));
-        }
-        scores
     }
 
     fn filter(class: &str, reason: String, metrics: &mut AllocMetric) {
@@ -664,8 +613,15 @@ impl Stack {
     }
 
     /// Feasibility with class caching (see the module docs).
-    fn feasible(&mut self, node: &Node, class: &Arc<str>, tg: &TaskGroup, metrics: &mut AllocMetric) -> bool {
-        let class = class.clone();
+    fn feasible(
+        &mut self,
+        node: &Node,
+        class: &Arc<str>,
+        tg: &TaskGroup,
+        info: &GroupInfo,
+        metrics: &mut AllocMetric,
+    ) -> bool {
+        // `class` is cloned only when a cache entry is written.
         // Job-level constraints.
         let cached = if self.job_escapes {
             None
@@ -697,7 +653,6 @@ impl Stack {
             }
         }
         // Group-level checks.
-        let info = self.group_info(tg);
         if info.escapes {
             self.escaped = true;
         }
@@ -1113,7 +1068,19 @@ impl Stack {
             .iter()
             .filter(|a| a.job_id == job.id && a.task_group == tg.name)
             .count();
-        let scores = self.scores(tg, node, opts, spreads, &capacity, &used, collisions, &preempted);
+        let scores = score_node(
+            &mut self.checker,
+            &job,
+            self.spread_algorithm,
+            tg,
+            node,
+            opts,
+            spreads,
+            &capacity,
+            &used,
+            collisions,
+            &preempted,
+        );
         let final_score = rank::final_score(&scores);
         Some(RankedNode {
             node: node.clone(),
@@ -1191,6 +1158,71 @@ pub struct SpreadCtx {
 
 fn is_distinct(c: &Constraint) -> bool {
     matches!(c.operand.as_str(), "distinct_hosts" | "distinct_property")
+}
+
+/// The scorers (see `crate::rank`), shared by both ranking paths.
+#[allow(clippy::too_many_arguments)]
+fn score_node(
+    checker: &mut ConstraintChecker,
+    job: &Job,
+    spread_algorithm: bool,
+    tg: &TaskGroup,
+    node: &Arc<Node>,
+    opts: &SelectOptions,
+    spreads: &[SpreadCtx],
+    capacity: &fit::Comparable,
+    used: &fit::Comparable,
+    collisions: usize,
+    preempted: &[Arc<Allocation>],
+) -> Vec<(&'static str, f64)> {
+    let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
+    if spread_algorithm {
+        scores.push(("spread", rank::spread_fitness(capacity, used) / rank::MAX_FITNESS));
+    } else {
+        scores.push((
+            "binpack",
+            rank::binpack_fitness(capacity, used) / rank::MAX_FITNESS,
+        ));
+    }
+    if let Some(s) = rank::anti_affinity(collisions, tg.count) {
+        scores.push(("job-anti-affinity", s));
+    }
+    if !opts.penalty_nodes.is_empty() && opts.penalty_nodes.contains(&node.id) {
+        scores.push(("node-reschedule-penalty", -1.0));
+    }
+    let has_affinities = !job.affinities.is_empty()
+        || !tg.affinities.is_empty()
+        || tg.tasks.iter().any(|t| !t.affinities.is_empty());
+    if has_affinities {
+        let affinities: Vec<&Affinity> = job
+            .affinities
+            .iter()
+            .chain(tg.affinities.iter())
+            .chain(tg.tasks.iter().flat_map(|t| t.affinities.iter()))
+            .collect();
+        let matches: Vec<(bool, i64)> = affinities
+            .iter()
+            .map(|a| (checker.matches_affinity(node, a), a.weight))
+            .collect();
+        if let Some(s) = rank::affinity_score(&matches) {
+            scores.push(("node-affinity", s));
+        }
+    }
+    if !spreads.is_empty() {
+        let mut total = 0.0;
+        let mut lowest = -1.0;
+        for s in spreads {
+            let value = feasible::resolve_target(&s.attribute, node);
+            total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
+        }
+        if total != 0.0 {
+            scores.push(("allocation-spread", total));
+        }
+    }
+    if !preempted.is_empty() {
+        scores.push(("preemption", crate::preempt::preemption_score(preempted)));
+    }
+    scores
 }
 
 fn record_scores(metrics: &mut AllocMetric, options: &[(&str, &[(&'static str, f64)], f64)]) {
