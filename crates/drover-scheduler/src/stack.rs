@@ -399,7 +399,7 @@ impl Stack {
         while options.len() < limit && !set_aside.is_empty() {
             options.push(set_aside.remove(0));
         }
-        let scored: Vec<(&str, &[(&'static str, f64)], f64)> = options
+        let scored: Vec<ScoredRef<'_>> = options
             .iter()
             .map(|o| (o.node.id.as_str(), o.scores.as_slice(), o.final_score))
             .collect();
@@ -463,7 +463,7 @@ impl Stack {
         while options.len() < limit && !set_aside.is_empty() {
             options.push(set_aside.remove(0));
         }
-        let scored: Vec<(&str, &[(&'static str, f64)], f64)> = options
+        let scored: Vec<ScoredRef<'_>> = options
             .iter()
             .map(|o| {
                 (
@@ -589,7 +589,7 @@ impl Stack {
         }
         let scores = score_node(
             &mut self.checker,
-            &job,
+            job,
             self.spread_algorithm,
             tg,
             node,
@@ -626,7 +626,7 @@ impl Stack {
         let cached = if self.job_escapes {
             None
         } else {
-            self.job_eligibility.get(&*class).copied()
+            self.job_eligibility.get(&**class).copied()
         };
         match cached {
             Some(false) => {
@@ -643,7 +643,7 @@ impl Stack {
                             self.job_eligibility.insert(class.clone(), false);
                             self.class_eligibility.insert(class.to_string(), false);
                         }
-                        Self::filter(&class, c.to_string(), metrics);
+                        Self::filter(class, c.to_string(), metrics);
                         return false;
                     }
                 }
@@ -684,14 +684,14 @@ impl Stack {
                     *e = *e || ok;
                 }
                 if let Some(reason) = reason {
-                    Self::filter(&class, reason, metrics);
+                    Self::filter(class, reason, metrics);
                     return false;
                 }
             }
         }
         // Availability (never cached).
         if info.has_volumes && !feasible::host_volumes_ok(node, tg) {
-            Self::filter(&class, "missing compatible host volumes".into(), metrics);
+            Self::filter(class, "missing compatible host volumes".into(), metrics);
             return false;
         }
         true
@@ -1108,6 +1108,9 @@ struct GroupInfo {
     has_volumes: bool,
 }
 
+/// (node ID, each scorer's share, final score) of one ranked option, for the metrics.
+type ScoredRef<'a> = (&'a str, &'a [(&'static str, f64)], f64);
+
 /// A candidate and, once looked at, its live allocations in the snapshot.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -1225,8 +1228,8 @@ fn score_node(
     scores
 }
 
-fn record_scores(metrics: &mut AllocMetric, options: &[(&str, &[(&'static str, f64)], f64)]) {
-    let mut top: Vec<&(&str, &[(&'static str, f64)], f64)> = options.iter().collect();
+fn record_scores(metrics: &mut AllocMetric, options: &[ScoredRef<'_>]) {
+    let mut top: Vec<&ScoredRef<'_>> = options.iter().collect();
     top.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
     for (node_id, scores, final_score) in top.into_iter().take(TOP_K) {
         metrics.score_meta_data.push(NodeScoreMeta {

@@ -170,32 +170,9 @@ fn pass(
         false,
         Rng::for_eval(&eval.id, state.latest_index()),
     );
-    let mut update_fn = |existing: &Allocation, new_job: &Job, tg: &TaskGroup| -> UpdateType {
-        let Some(old_job) = existing.job.clone() else {
-            return UpdateType::Destructive;
-        };
-        if old_job.job_modify_index == new_job.job_modify_index {
-            return UpdateType::Ignore;
-        }
-        if util::tasks_updated(new_job, &old_job, &tg.name) {
-            return UpdateType::Destructive;
-        }
-        if existing.terminal() {
-            return UpdateType::Ignore;
-        }
-        let Some(node) = state.node(&existing.node_id) else {
-            return UpdateType::Destructive;
-        };
-        let mut staged = Plan::default();
-        util::plan_stop(&mut staged, existing, "", None, None);
-        let (option, _) =
-            inplace_stack.select_on(state.as_ref(), &staged, tg, node, &SelectOptions::default());
-        if option.is_none() {
-            return UpdateType::Destructive;
-        }
-        let mut updated = existing.clone();
-        updated.job = Some(Arc::new(new_job.clone()));
-        UpdateType::InPlace(updated)
+    let update_job = stack_job.clone();
+    let mut update_fn = |existing: &Allocation, _new_job: &Job, tg: &TaskGroup| -> UpdateType {
+        util::update_type(state.as_ref(), &mut inplace_stack, &update_job, existing, tg)
     };
     let results = reconcile_nodes(NodeReconcileInput {
         job: job.clone().filter(|j| !j.stop),

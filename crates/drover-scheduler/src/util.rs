@@ -1,6 +1,7 @@
 //! Helpers shared by the schedulers: candidate nodes, the destructive-change test, plan edits.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use drover_types::alloc::desired_status;
 use drover_types::job::{NetworkResource, Task, TaskGroup};
@@ -124,6 +125,48 @@ pub fn tasks_updated(new: &Job, old: &Job, group: &str) -> bool {
         }
     }
     false
+}
+
+/// In place, destructive or nothing (§7.4): `job` is the new version of `existing`'s job. An
+/// in-place update must still fit on the allocation's own node, checked with `stack` against a
+/// plan where the existing allocation is already stopped (so it does not count against itself).
+pub fn update_type(
+    state: &dyn State,
+    stack: &mut crate::stack::Stack,
+    job: &Arc<Job>,
+    existing: &Allocation,
+    tg: &TaskGroup,
+) -> crate::reconcile::UpdateType {
+    use crate::reconcile::UpdateType;
+    let Some(old_job) = existing.job.as_ref() else {
+        return UpdateType::Destructive;
+    };
+    if old_job.job_modify_index == job.job_modify_index {
+        return UpdateType::Ignore;
+    }
+    if tasks_updated(job, old_job, &tg.name) {
+        return UpdateType::Destructive;
+    }
+    if existing.terminal() {
+        return UpdateType::Ignore;
+    }
+    let Some(node) = state.node(&existing.node_id) else {
+        return UpdateType::Destructive;
+    };
+    if !feasible::datacenter_matches(&job.datacenters, &node.datacenter)
+        || !feasible::node_pool_matches(&job.node_pool, &node.node_pool)
+    {
+        return UpdateType::Destructive;
+    }
+    let mut staged = Plan::default();
+    plan_stop(&mut staged, existing, "", None, None);
+    let (option, _) = stack.select_on(state, &staged, tg, node, &crate::stack::SelectOptions::default());
+    if option.is_none() {
+        return UpdateType::Destructive;
+    }
+    let mut updated = existing.clone();
+    updated.job = Some(job.clone());
+    UpdateType::InPlace(updated)
 }
 
 /// Adds a stop of `alloc` to the plan (a diff: desired stop with a description).
