@@ -1,9 +1,11 @@
 # An example Drover job. Drover reads Nomad job files, so everything here is
-# also a valid Nomad job. Run it on a dev agent (server and client in one
-# process; raw_exec is enabled there):
+# also a valid Nomad job. Check it and see the JSON the HTTP API takes:
 #
-#   drover agent -dev
-#   drover job run example.nomad.hcl
+#   drover job validate example.nomad.hcl
+#   drover job run -output example.nomad.hcl
+#
+# Once the agent lands (issue #4) it runs on a dev agent, where raw_exec is
+# enabled: `drover agent -dev`, then `drover job run example.nomad.hcl`.
 #
 # No container image is needed: the task is a shell loop run by the raw_exec
 # driver, so it works on a fresh machine without a registry.

@@ -23,7 +23,7 @@ pub struct InitArgs {
     /// Write the example without comments.
     #[arg(long)]
     short: bool,
-    /// File to write.
+    /// File to write (`-` prints the example instead).
     #[arg(default_value = "example.nomad.hcl")]
     filename: PathBuf,
 }
@@ -37,8 +37,16 @@ pub struct FileArgs {
     /// Read variable values from a file (repeatable).
     #[arg(long = "var-file", value_name = "FILE")]
     var_files: Vec<PathBuf>,
-    /// Reject assignments to undeclared variables (default true).
-    #[arg(long = "hcl2-strict", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    /// Reject assignments to undeclared variables: `-hcl2-strict` or `-hcl2-strict=false`.
+    #[arg(
+        long = "hcl2-strict",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
     strict: bool,
     /// Treat the file as API JSON ({"Job": …}).
     #[arg(long)]
@@ -69,6 +77,14 @@ pub fn run(cmd: JobCommand) -> ExitCode {
 const EXAMPLE: &str = include_str!("../assets/example.nomad.hcl");
 
 fn init(a: InitArgs) -> ExitCode {
+    let text = if a.short {
+        strip_comments(EXAMPLE)
+    } else {
+        EXAMPLE.to_string()
+    };
+    if a.filename.as_os_str() == "-" {
+        return print_stdout(text.trim_end());
+    }
     if a.filename.exists() {
         eprintln!("Job '{}' already exists", a.filename.display());
         return ExitCode::from(1);
@@ -197,6 +213,7 @@ fn report(e: &JobspecError) {
                 eprintln!("  * {p}");
             }
         }
+        JobspecError::Io { .. } => eprintln!("Error reading job file: {e}"),
         other => eprintln!("Error parsing job file:\n{other}"),
     }
 }

@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Drover: a workload orchestrator that speaks Nomad's API.
+/// Drover: a workload orchestrator that speaks Nomad's API. This build has the job-file
+/// commands; `drover agent` arrives with the server (issue #4).
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, disable_version_flag = true, about, long_about = None)]
+#[command(name = "drover", version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -992,6 +992,7 @@ impl<'a> Decoder<'a> {
                 Value::Number(n) if n.is_i64() || n.is_u64() => Some(v.clone()),
                 Value::Number(n) => match n.as_f64() {
                     Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Some(Value::from(f as i64)),
+                    Some(f) if f.fract() == 0.0 => bad(self, "a whole number that fits in 64 bits"),
                     _ => bad(self, "a whole number"),
                 },
                 Value::String(s) => match s.trim().parse::<i64>() {
@@ -1109,6 +1110,18 @@ fn similar(a: &str, b: &str) -> bool {
     let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
     if a == b || a.replace('_', "") == b.replace('_', "") {
         return true;
+    }
+    // Two neighbouring letters swapped ("cuont" for "count").
+    let (ac, bc): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if ac.len() == bc.len() {
+        let diffs: Vec<usize> = (0..ac.len()).filter(|&i| ac[i] != bc[i]).collect();
+        if let [i, j] = diffs[..]
+            && j == i + 1
+            && ac[i] == bc[j]
+            && ac[j] == bc[i]
+        {
+            return true;
+        }
     }
     // One edit apart (insert, delete or substitute), enough for common typos.
     let (x, y): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());

@@ -172,6 +172,11 @@ fn clean_message(m: &str) -> String {
         None => first,
     };
     let first = first.strip_prefix("error calling function ").unwrap_or(first);
+    // "`file`: file: no such file" → "file: no such file"
+    let first = match first.strip_prefix('`').and_then(|r| r.split_once("`: ")) {
+        Some((name, rest)) if rest.starts_with(&format!("{name}:")) => rest,
+        _ => first,
+    };
     first
         .replace("__drover_rt_", "runtime reference ")
         .replace("`__drover_", "`arithmetic ")

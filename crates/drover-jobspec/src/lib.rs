@@ -132,10 +132,20 @@ pub fn to_api_json(
     src: &str,
     opts: &ParseOptions,
 ) -> Result<(Value, &'static str), JobspecError> {
-    if src.trim_start().starts_with('{') {
-        return json_job(name, src).map(|v| (v, "json"));
-    }
-    hcl_job(name, src, opts).map(|v| (v, "hcl2"))
+    let result = (|| {
+        if src.trim_start().starts_with('{') {
+            return json_job(name, src).map(|v| (v, "json"));
+        }
+        hcl_job(name, src, opts).map(|v| (v, "hcl2"))
+    })();
+    // Report problems in file order (variables given on the command line first).
+    result.map_err(|e| match e {
+        JobspecError::Parse(mut d) => {
+            d.sort_by_key(|d| (d.line, d.col));
+            JobspecError::Parse(d)
+        }
+        other => other,
+    })
 }
 
 fn read_var_files(opts: &ParseOptions) -> Result<Vec<(String, String)>, JobspecError> {

@@ -333,6 +333,8 @@ pub fn resolve(
 
     // Values, lowest precedence first.
     let mut values: HashMap<String, hcl::Value> = HashMap::new();
+    // Variables given a value that did not convert: already reported, not "unset".
+    let mut failed: HashSet<String> = HashSet::new();
     for (name, d) in &decls {
         if let Some((expr, span)) = &d.default {
             // Defaults cannot refer to other variables; runtime references pass through.
@@ -355,12 +357,15 @@ pub fn resolve(
                 Ok(v) => {
                     values.insert(name.clone(), v);
                 }
-                Err(e) => diags.push(Diagnostic {
-                    file: format!("NOMAD_VAR_{name}"),
-                    line: 0,
-                    col: 0,
-                    summary: "Invalid value for variable".into(),
-                    detail: e,
+                Err(e) => diags.push({
+                    failed.insert(name.clone());
+                    Diagnostic {
+                        file: format!("NOMAD_VAR_{name}"),
+                        line: 0,
+                        col: 0,
+                        summary: "Invalid value for variable".into(),
+                        detail: e,
+                    }
                 }),
             }
         }
@@ -374,12 +379,15 @@ pub fn resolve(
                 Ok(v) => {
                     values.insert(name.clone(), v);
                 }
-                Err(e) => diags.push(Diagnostic {
-                    file: format!("-var {name}"),
-                    line: 0,
-                    col: 0,
-                    summary: "Invalid value for variable".into(),
-                    detail: e,
+                Err(e) => diags.push({
+                    failed.insert(name.clone());
+                    Diagnostic {
+                        file: format!("-var {name}"),
+                        line: 0,
+                        col: 0,
+                        summary: "Invalid value for variable".into(),
+                        detail: e,
+                    }
                 }),
             },
             None if inputs.strict => diags.push(Diagnostic {
@@ -404,6 +412,7 @@ pub fn resolve(
                     diags.push(sm.diag(d.span.as_ref(), format!("Invalid value for variable {name:?}"), e))
                 }
             },
+            None if failed.contains(name) => {}
             None => diags.push(sm.diag(
                 d.span.as_ref(),
                 format!("Unset variable {name:?}"),
@@ -412,9 +421,13 @@ pub fn resolve(
             )),
         }
     }
+    let set: HashSet<String> = var_obj.keys().cloned().collect();
     ev.bind("var", hcl::Value::Object(var_obj));
 
-    for (_, d) in decls.iter() {
+    for (name, d) in decls.iter() {
+        if !set.contains(name) {
+            continue; // unset or invalid: already reported
+        }
         for (cond, msg, span) in &d.validations {
             match ev.eval_hcl(cond) {
                 Ok(hcl::Value::Bool(true)) => {}
