@@ -185,3 +185,69 @@ fn version_and_api_json_input() {
     let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["Job"]["TaskGroups"][0]["Count"], 1);
 }
+
+#[test]
+fn examples_in_the_repository_validate() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(&examples).expect("examples/ exists") {
+        let p = e.unwrap().path();
+        if p.to_string_lossy().ends_with(".nomad.hcl") {
+            n += 1;
+            let out = drover(&examples, &["job", "validate", p.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {}", p.display(), text(&out.stderr));
+        }
+    }
+    assert!(n >= 1);
+    let prod = drover(
+        &examples,
+        &[
+            "job",
+            "run",
+            "-output",
+            "-var-file",
+            "prod.vars",
+            "variables.nomad.hcl",
+        ],
+    );
+    assert!(prod.status.success(), "{}", text(&prod.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&prod.stdout).unwrap();
+    assert_eq!(v["Job"]["TaskGroups"][0]["Count"], 5);
+    let bad = drover(
+        &examples,
+        &["job", "validate", "-var", "count=50", "variables.nomad.hcl"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("count must be between 1 and 20"));
+}
+
+#[test]
+fn nomad_style_flags_and_version() {
+    let dir = scratch("flags");
+    assert!(text(&drover(&dir, &["--version"]).stdout).starts_with("drover "));
+    let init = drover(&dir, &["job", "init", "-"]);
+    assert!(text(&init.stdout).contains("job \"example\""));
+    assert!(!dir.join("-").exists(), "`-` prints instead of writing a file");
+    std::fs::write(
+        dir.join("j.hcl"),
+        "job \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"exec\"\n    }\n  }\n}\n",
+    )
+    .unwrap();
+    let strict = drover(&dir, &["job", "validate", "-var", "x=1", "j.hcl"]);
+    assert_eq!(
+        strict.status.code(),
+        Some(1),
+        "undeclared -var is an error by default"
+    );
+    let lax = drover(
+        &dir,
+        &["job", "validate", "-hcl2-strict=false", "-var", "x=1", "j.hcl"],
+    );
+    assert!(lax.status.success(), "{}", text(&lax.stderr));
+    let bare = drover(&dir, &["job", "validate", "-hcl2-strict", "j.hcl"]);
+    assert!(
+        bare.status.success(),
+        "bare -hcl2-strict is a flag: {}",
+        text(&bare.stderr)
+    );
+}
