@@ -137,7 +137,14 @@ impl Stack {
 
     /// Sets the candidates (shuffled with the evaluation's seed) and the base limit.
     pub fn set_nodes(&mut self, nodes: Vec<Candidate>, shuffle: bool) {
-        let mut nodes: Vec<Slot> = nodes.into_iter().map(|cand| Slot { cand, usage: None }).collect();
+        let mut nodes: Vec<Slot> = nodes
+            .into_iter()
+            .map(|cand| Slot {
+                cand,
+                usage: None,
+                feasible_for: 0,
+            })
+            .collect();
         if shuffle {
             self.rng.shuffle(&mut nodes);
         }
@@ -267,6 +274,7 @@ impl Stack {
                 .map(|n| Slot {
                     cand: Candidate::new(n),
                     usage: None,
+                    feasible_for: 0,
                 })
                 .collect();
             let found = self.scan(
@@ -323,6 +331,7 @@ impl Stack {
         let mut one = [Slot {
             cand: Candidate::new(node),
             usage: None,
+            feasible_for: 0,
         }];
         let found = self.scan(state, plan, tg, opts, &mut one, 1, &spreads, &mut metrics);
         (found, metrics)
@@ -440,8 +449,14 @@ impl Stack {
             i += 1;
             metrics.nodes_evaluated += 1;
             let slot = &mut nodes[idx];
-            if !self.feasible(&slot.cand.node, &slot.cand.class, tg, info, metrics) {
-                continue;
+            let tg_key = tg as *const TaskGroup as usize;
+            if slot.feasible_for != tg_key {
+                if !self.feasible(&slot.cand.node, &slot.cand.class, tg, info, metrics) {
+                    continue;
+                }
+                if !info.escapes && !info.has_volumes && !self.job_escapes {
+                    slot.feasible_for = tg_key;
+                }
             }
             let Some((scores, final_score)) =
                 self.fast_rank(state, plan, tg, info, slot, opts, spreads, metrics)
@@ -513,7 +528,7 @@ impl Stack {
         opts: &SelectOptions,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
-    ) -> Option<(Vec<(&'static str, f64)>, f64)> {
+    ) -> Option<(ScoreList, f64)> {
         if slot.usage.is_none() {
             slot.usage = Some(self.compute_usage(state, &slot.cand.node));
         }
@@ -600,7 +615,7 @@ impl Stack {
             collisions,
             &[],
         );
-        let final_score = rank::final_score(&scores);
+        let final_score = rank::final_score(scores.as_slice());
         Some((scores, final_score))
     }
 
@@ -996,11 +1011,8 @@ impl Stack {
             task_lifecycles: lifecycles,
             shared,
         };
+        // The fit check reads only the resources of the allocation being placed.
         let mut candidate = Allocation {
-            id: String::new(),
-            job_id: job.id.clone(),
-            namespace: job.namespace.clone(),
-            task_group: tg.name.clone(),
             allocated_resources: Some(resources),
             ..Default::default()
         };
@@ -1081,10 +1093,10 @@ impl Stack {
             collisions,
             &preempted,
         );
-        let final_score = rank::final_score(&scores);
+        let final_score = rank::final_score(scores.as_slice());
         Some(RankedNode {
             node: node.clone(),
-            scores,
+            scores: scores.as_slice().to_vec(),
             final_score,
             resources,
             preempted,
@@ -1116,13 +1128,44 @@ type ScoredRef<'a> = (&'a str, &'a [(&'static str, f64)], f64);
 struct Slot {
     cand: Candidate,
     usage: Option<Arc<NodeUsage>>,
+    /// The group (by address) this node was last found feasible for, when that answer cannot
+    /// change within the evaluation (no unique.* constraints, no volumes).
+    feasible_for: usize,
+}
+
+/// Up to six (scorer, score) pairs without a heap allocation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScoreList {
+    items: [(&'static str, f64); 6],
+    len: usize,
+}
+
+impl Default for ScoreList {
+    fn default() -> Self {
+        ScoreList {
+            items: [("", 0.0); 6],
+            len: 0,
+        }
+    }
+}
+
+impl ScoreList {
+    fn push(&mut self, item: (&'static str, f64)) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = item;
+            self.len += 1;
+        }
+    }
+    fn as_slice(&self) -> &[(&'static str, f64)] {
+        &self.items[..self.len.min(self.items.len())]
+    }
 }
 
 /// A candidate scored by the fast path.
 #[derive(Debug)]
 struct FastOption {
     idx: usize,
-    scores: Vec<(&'static str, f64)>,
+    scores: ScoreList,
     final_score: f64,
 }
 
@@ -1177,8 +1220,8 @@ fn score_node(
     used: &fit::Comparable,
     collisions: usize,
     preempted: &[Arc<Allocation>],
-) -> Vec<(&'static str, f64)> {
-    let mut scores: Vec<(&'static str, f64)> = Vec::with_capacity(6);
+) -> ScoreList {
+    let mut scores = ScoreList::default();
     if spread_algorithm {
         scores.push(("spread", rank::spread_fitness(capacity, used) / rank::MAX_FITNESS));
     } else {
