@@ -604,3 +604,79 @@ fn unknown_triggers_fail_the_eval() {
     assert_eq!(e.status, "failed");
     assert!(e.status_description.contains("scheduled"));
 }
+
+#[test]
+fn canaries_go_first_and_updates_wait_for_promotion() {
+    let mut h = harness(10);
+    let job = register(&mut h, mock::job());
+    // Mark the first deployment done so the update gets its own.
+    if let Some(d) = h.state.latest_deployment(&job.namespace, &job.id) {
+        let mut d = (*d).clone();
+        d.status = "successful".into();
+        h.state.upsert_deployment(d);
+    }
+    let mut v1 = (*job).clone();
+    v1.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 300;
+    v1.task_groups[0].update = Some(UpdateStrategy {
+        canary: Some(1),
+        max_parallel: Some(2),
+        ..UpdateStrategy::nomad_default()
+    });
+    v1.version = 1;
+    v1.job_modify_index = 800;
+    let v1 = h.state.upsert_job(v1);
+    run(&mut h, &eval_for(&v1, "job-register"));
+    let plan = h.plans.last().unwrap();
+    assert!(stopped(&h).is_empty(), "no destructive update before promotion");
+    let new = placed(&h);
+    assert_eq!(new.len(), 1, "one canary");
+    assert!(new[0].deployment_status.as_ref().is_some_and(|s| s.canary));
+    let d = plan.deployment.as_ref().expect("deployment for the new version");
+    assert_eq!(d.task_groups["web"].desired_canaries, 1);
+    assert_eq!(d.task_groups["web"].desired_total, 10);
+    let u = &h
+        .last_eval()
+        .unwrap()
+        .plan_annotations
+        .as_ref()
+        .unwrap()
+        .desired_tg_updates["web"];
+    assert_eq!((u.canary, u.destructive_update), (1, 0));
+
+    // Promote: the canary is healthy and the deployment promoted → destructive updates start.
+    let mut d = (*h.state.latest_deployment(&v1.namespace, &v1.id).unwrap()).clone();
+    let st = d.task_groups.get_mut("web").unwrap();
+    st.promoted = true;
+    st.healthy_allocs = 1;
+    st.placed_canaries = vec![new[0].id.clone()];
+    h.state.upsert_deployment(d);
+    let canary = (*h.state.alloc(&new[0].id).unwrap()).clone();
+    let healthy = Allocation {
+        client_status: client_status::RUNNING.into(),
+        deployment_status: Some(drover_types::alloc::AllocDeploymentStatus {
+            healthy: Some(true),
+            canary: true,
+            ..Default::default()
+        }),
+        ..canary
+    };
+    h.state.upsert_allocs(vec![healthy]);
+    run(&mut h, &eval_for(&v1, "deployment-watcher"));
+    let stops = stopped(&h);
+    let updates: Vec<&Allocation> = stops
+        .iter()
+        .filter(|a| a.desired_description == "alloc is being updated due to job update")
+        .collect();
+    assert_eq!(
+        updates.len(),
+        2,
+        "max_parallel 2 destructive updates after promotion: {stops:?}"
+    );
+    // The promoted canary takes the place of the old allocation with its name.
+    let replaced: Vec<&Allocation> = stops
+        .iter()
+        .filter(|a| a.desired_description == "alloc not needed due to job update")
+        .collect();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0].name, new[0].name);
+}
