@@ -19,5 +19,6 @@ check() {
   echo "ok: $crate has none of: $*"
 }
 check drover-types tokio openraft tonic axum hcl-rs bollard
+check drover-state tokio openraft tonic axum bollard drover-scheduler
 check drover-scheduler tokio openraft tonic axum bollard redb
 exit $fail
