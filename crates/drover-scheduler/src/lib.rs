@@ -36,6 +36,7 @@ pub mod reconcile_node;
 pub mod rng;
 pub mod stack;
 pub mod state;
+pub mod state_store;
 pub mod system;
 pub mod util;
 
