@@ -42,6 +42,7 @@ const SYSTEM_TRIGGERS: &[&str] = &[
     "queued-allocs",
     "job-scaling",
     "reconnect",
+    "max-disconnect-timeout",
 ];
 
 /// Runs the system (`sysbatch = false`) or sysbatch scheduler for one evaluation.
@@ -203,6 +204,27 @@ fn pass(
     }
     let mut desired = results.desired_tg_updates.clone();
     let mut blocked = None;
+    // Allocations marked unknown on a disconnected node: one follow-up eval per distinct
+    // `lost_after` deadline, so they become lost (and replaced) on time.
+    let deadlines: std::collections::BTreeSet<i64> = results.disconnect_timeouts.values().copied().collect();
+    for at in deadlines {
+        let follow = Evaluation {
+            id: (env.ids)(),
+            namespace: eval.namespace.clone(),
+            priority: eval.priority,
+            eval_type: eval.eval_type.clone(),
+            triggered_by: crate::reconcile::trigger::MAX_DISCONNECT_TIMEOUT.into(),
+            job_id: eval.job_id.clone(),
+            status: eval_status::PENDING.into(),
+            status_description: "created for delayed disconnect timeout".into(),
+            wait_until: Some(drover_types::time::Timestamp(at)),
+            previous_eval: eval.id.clone(),
+            create_time: env.now,
+            modify_time: env.now,
+            ..Default::default()
+        };
+        planner.create_eval(follow)?;
+    }
     if let Some(job) = job.as_ref().filter(|j| !j.stop) {
         // Destructive updates are limited by the group's max_parallel (0 = all).
         let mut budget: BTreeMap<String, i64> = BTreeMap::new();

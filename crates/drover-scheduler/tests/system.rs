@@ -136,3 +136,46 @@ fn system_preemption_is_on_by_default() {
     assert_eq!(plan.node_preemptions.values().flatten().count(), 1);
     assert_eq!(placed(&h).len(), 1);
 }
+
+#[test]
+fn disconnected_node_allocations_wait_for_lost_after() {
+    use drover_types::job::DisconnectStrategy;
+    use drover_types::time::{MINUTE, Timestamp};
+    let mut h = harness(3);
+    let mut job = mock::system_job();
+    job.task_groups[0].disconnect = Some(DisconnectStrategy {
+        lost_after: MINUTE,
+        ..Default::default()
+    });
+    let job = register(&mut h, job);
+    // The client reported them running (a pending alloc on a disconnected node is simply lost).
+    let running: Vec<Allocation> = live(&h, &job)
+        .iter()
+        .map(|a| Allocation {
+            client_status: client_status::RUNNING.into(),
+            ..(**a).clone()
+        })
+        .collect();
+    h.state.upsert_allocs(running);
+    let mut n = (*h.state.node(&mock::id(1)).unwrap()).clone();
+    n.status = "disconnected".into();
+    h.state.upsert_node(n);
+    let before = h.create_evals.len();
+    run(&mut h, &eval_for(&job, "node-update"));
+    let unknown: Vec<Allocation> = placed(&h)
+        .into_iter()
+        .filter(|a| a.client_status == "unknown")
+        .collect();
+    assert_eq!(
+        unknown.len(),
+        1,
+        "the disconnected node's alloc is marked unknown, not lost"
+    );
+    assert!(stopped(&h).is_empty());
+    let follow: Vec<_> = h.create_evals[before..]
+        .iter()
+        .filter(|e| e.triggered_by == "max-disconnect-timeout")
+        .collect();
+    assert_eq!(follow.len(), 1);
+    assert_eq!(follow[0].wait_until, Some(Timestamp(NOW + MINUTE)));
+}
