@@ -156,6 +156,30 @@ fn eval_and_job_gc(
             continue;
         }
         let allocs = allocs_by_eval.get(&e.id).cloned().unwrap_or_default();
+        // A batch job that is still live keeps its finished work: collecting a complete alloc
+        // would make the scheduler run it again. Only allocs of older job versions go, and the
+        // eval only when all of its allocs do.
+        if e.eval_type == job_type::BATCH
+            && let Some(j) = job.as_deref().filter(|j| j.status != "dead")
+        {
+            let old: Vec<String> = allocs
+                .iter()
+                .filter(|a| a.create_index < j.job_modify_index && alloc_collectable(a, None, now, cutoff))
+                .map(|a| a.id.clone())
+                .collect();
+            let whole = old.len() == allocs.len();
+            if evals {
+                if whole {
+                    collectable_evals.insert(e.id.clone());
+                    d.evals.push(e.id.clone());
+                }
+                d.allocs.extend(old);
+            }
+            if !whole {
+                *blocked_evals_by_job.entry(key).or_default() = true;
+            }
+            continue;
+        }
         let ok = allocs
             .iter()
             .all(|a| alloc_collectable(a, job.as_deref(), now, cutoff));
@@ -293,6 +317,47 @@ mod tests {
         assert_eq!(d.evals, vec!["e-old"]);
         assert_eq!(d.allocs, vec!["a-old"]);
         assert_eq!(d.jobs, vec![("default".to_string(), "old".to_string())]);
+    }
+
+    #[test]
+    fn live_batch_job_keeps_finished_work_of_its_current_version() {
+        let now = 100 * HOUR;
+        let mut s = MemState::new();
+        s.upsert_job(Job {
+            id: "b".into(),
+            namespace: "default".into(),
+            job_type: "batch".into(),
+            status: "running".into(),
+            job_modify_index: 10,
+            ..Default::default()
+        });
+        for (eval, alloc, create_index) in [("e-v0", "a-v0", 5), ("e-v1", "a-v1", 12)] {
+            s.upsert_eval(Evaluation {
+                id: eval.into(),
+                namespace: "default".into(),
+                job_id: "b".into(),
+                eval_type: "batch".into(),
+                status: "complete".into(),
+                modify_time: now - 48 * HOUR,
+                ..Default::default()
+            });
+            s.upsert_allocs(vec![Allocation {
+                id: alloc.into(),
+                namespace: "default".into(),
+                job_id: "b".into(),
+                eval_id: eval.into(),
+                client_status: "complete".into(),
+                create_index,
+                modify_time: now - 48 * HOUR,
+                ..Default::default()
+            }]);
+        }
+        let d = gc(&s, "force-gc", now, &GcThresholds::default());
+        // The alloc of the job's previous version goes; the finished alloc of the current
+        // version stays, or the scheduler would run it again.
+        assert_eq!(d.evals, vec!["e-v0"]);
+        assert_eq!(d.allocs, vec!["a-v0"]);
+        assert!(d.jobs.is_empty());
     }
 
     #[test]

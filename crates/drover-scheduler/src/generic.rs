@@ -320,6 +320,8 @@ impl Run<'_> {
                     if sticky
                         && let Some(n) = state.node(&prev.node_id)
                         && n.ready()
+                        && crate::feasible::datacenter_matches(&job.datacenters, &n.datacenter)
+                        && crate::feasible::node_pool_matches(&job.node_pool, &n.node_pool)
                     {
                         opts.preferred_nodes.push(n);
                     }

@@ -381,9 +381,21 @@ impl Stack {
         let n = nodes.len();
         let info = self.group_info(tg);
         if !info.needs_full && !opts.preempt {
-            return self.scan_fast(
+            // Keep the counters as they were so that a fallback to the full path below does
+            // not count the same nodes twice.
+            let before = metrics.clone();
+            match self.scan_fast(
                 state, plan, tg, &info, opts, nodes, start, limit, spreads, metrics, examined,
-            );
+            ) {
+                FastOutcome::Done(found) => return found,
+                FastOutcome::Fallback => {
+                    *metrics = before;
+                    *examined = 0;
+                    return self.scan_counting(
+                        state, plan, tg, opts, nodes, start, limit, spreads, metrics, examined,
+                    );
+                }
+            }
         }
         let mut options: Vec<RankedNode> = Vec::new();
         let mut set_aside: Vec<RankedNode> = Vec::new();
@@ -439,7 +451,7 @@ impl Stack {
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
         examined: &mut usize,
-    ) -> Option<RankedNode> {
+    ) -> FastOutcome {
         let n = nodes.len();
         let mut options: Vec<FastOption> = Vec::new();
         let mut set_aside: Vec<FastOption> = Vec::new();
@@ -497,19 +509,19 @@ impl Stack {
         }
         // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
         // ports almost never run out, but if they do, rank this group the slow way.
-        let node = nodes[best?.idx].cand.node.clone();
+        let Some(best) = best else {
+            return FastOutcome::Done(None);
+        };
+        let node = nodes[best.idx].cand.node.clone();
         match self.rank(state, plan, tg, &node, opts, spreads, metrics) {
-            Some(full) => Some(full),
+            Some(full) => FastOutcome::Done(Some(full)),
             None => {
                 let slow = GroupInfo {
                     needs_full: true,
                     ..(**info).clone()
                 };
                 self.groups.insert(tg.name.clone(), Arc::new(slow));
-                let mut again = 0;
-                self.scan_counting(
-                    state, plan, tg, opts, nodes, start, limit, spreads, metrics, &mut again,
-                )
+                FastOutcome::Fallback
             }
         }
     }
@@ -778,7 +790,7 @@ impl Stack {
             }
         }
         for a in plan.node_allocation.values().flatten() {
-            if a.job_id != job.id || group.is_some_and(|g| g != a.task_group) {
+            if a.terminal() || a.job_id != job.id || group.is_some_and(|g| g != a.task_group) {
                 continue;
             }
             if let Some(v) = self.attr(state, &a.node_id, target) {
@@ -852,7 +864,9 @@ impl Stack {
             })
             .collect();
         if let Some(p) = planned {
-            proposed.extend(p.iter());
+            // A terminal entry in the plan is the "no placement" marker of a failed
+            // reschedule, not something running on the node.
+            proposed.extend(p.iter().filter(|a| !a.client_terminal()));
         }
 
         // distinct_hosts / distinct_property, job and group level.
@@ -1028,11 +1042,10 @@ impl Stack {
                     return None;
                 }
                 let ask = fit::alloc_usage(&candidate);
-                let current: Vec<Arc<Allocation>> = existing
-                    .iter()
-                    .filter(|a| !a.client_terminal() && !stops.contains(&a.id.as_str()))
-                    .cloned()
-                    .collect();
+                // Everything on the node as this plan leaves it: snapshot allocs minus stops and
+                // preemptions, plus this pass's own placements (which are never victims but
+                // take space).
+                let current: Vec<Arc<Allocation>> = proposed.iter().map(|a| Arc::new((*a).clone())).collect();
                 let already: Vec<Arc<Allocation>> = plan
                     .node_preemptions
                     .values()
@@ -1078,7 +1091,7 @@ impl Stack {
         let capacity = fit::node_capacity(node);
         let collisions = proposed
             .iter()
-            .filter(|a| a.job_id == job.id && a.task_group == tg.name)
+            .filter(|a| a.job_id == job.id && a.namespace == job.namespace && a.task_group == tg.name)
             .count();
         let scores = score_node(
             &mut self.checker,
@@ -1159,6 +1172,14 @@ impl ScoreList {
     fn as_slice(&self) -> &[(&'static str, f64)] {
         &self.items[..self.len.min(self.items.len())]
     }
+}
+
+/// What the fast path concluded: a choice (or none fits), or "this group needs the full path"
+/// (the authoritative check rejected the fast pick, e.g. dynamic ports ran out).
+#[allow(clippy::large_enum_variant)] // returned once per placement; boxing would allocate
+enum FastOutcome {
+    Done(Option<RankedNode>),
+    Fallback,
 }
 
 /// A candidate scored by the fast path.

@@ -245,6 +245,7 @@ fn pass(
         work.extend(results.place.iter().map(|p| (p, false)));
         let preempt = config.preemption_enabled(&job.job_type);
         let mut placed_groups: HashSet<String> = HashSet::new();
+        let mut filtered: BTreeMap<String, AllocMetric> = BTreeMap::new();
         let mut exhausted_nodes = Vec::new();
         for (p, destructive) in work {
             let Some(tg) = job.group(&p.task_group) else {
@@ -273,15 +274,21 @@ fn pass(
             metrics.node_pool = job.node_pool.clone();
             metrics.nodes_available = by_dc.clone();
             let Some(mut option) = option else {
-                if destructive && let Some(prev) = &p.previous_alloc {
-                    util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
-                }
-                // Filtered by constraints: this node is not for this job; not a failure.
+                // Filtered by constraints: this node is no longer for this job. Not a failure
+                // on its own, and an old version running here is still stopped.
                 if metrics.nodes_exhausted == 0 {
                     if let Some(q) = queued.get_mut(&tg.name) {
                         *q -= 1;
                     }
+                    if !destructive && let Some(d) = desired.get_mut(&tg.name) {
+                        d.place = d.place.saturating_sub(1);
+                    }
+                    filtered.entry(tg.name.clone()).or_insert(metrics);
                     continue;
+                }
+                // Exhausted: keep the old version running rather than leave the node empty.
+                if destructive && let Some(prev) = &p.previous_alloc {
+                    util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
                 }
                 exhausted_nodes.push(node.id.clone());
                 match failed.get_mut(&tg.name) {
@@ -324,6 +331,26 @@ fn pass(
             }
             stack.record_placement(&option, tg);
             util::plan_alloc(&mut plan, alloc);
+        }
+        // A group that every node filtered out, with nothing placed and nothing left running,
+        // is reported: otherwise a typo in a constraint would look like success.
+        let stopping: HashSet<&str> = plan
+            .node_update
+            .values()
+            .flatten()
+            .map(|a| a.id.as_str())
+            .collect();
+        for (group, metrics) in filtered {
+            if placed_groups.contains(&group) || failed.contains_key(&group) {
+                continue;
+            }
+            let running = state
+                .allocs_by_job(&job.namespace, &job.id)
+                .iter()
+                .any(|a| a.task_group == group && !a.terminal() && !stopping.contains(a.id.as_str()));
+            if !running {
+                failed.insert(group, metrics);
+            }
         }
         if !exhausted_nodes.is_empty() && eval.status != eval_status::BLOCKED {
             for node_id in exhausted_nodes {
