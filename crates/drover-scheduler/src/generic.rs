@@ -412,8 +412,16 @@ impl Run<'_> {
             self.escaped = stack.escaped;
         }
 
+        // A delayed eval (wait_until in the future) that schedules follow-ups does not also
+        // block: the follow-ups will place the work.
+        let waiting = eval.wait_until.is_some_and(|t| t.0 > env.now);
+        let has_followups = results.desired_followup_evals.values().any(|v| !v.is_empty());
         // Failed placements leave a blocked eval (once per evaluation).
-        if !self.failed.is_empty() && eval.status != eval_status::BLOCKED && self.blocked.is_none() {
+        if !self.failed.is_empty()
+            && eval.status != eval_status::BLOCKED
+            && self.blocked.is_none()
+            && (!has_followups || !waiting)
+        {
             let b = self.new_eval(
                 env,
                 "queued-allocs",
@@ -423,7 +431,9 @@ impl Run<'_> {
             self.blocked = Some(b.id.clone());
             planner.create_eval(b)?;
         }
-        // Follow-up evals for delayed reschedules.
+        // Follow-up evals for delayed reschedules. Nomad skips these when the eval itself is
+        // delayed; we always create them, because the plan's attribute updates point allocs at
+        // these IDs and a missing eval would leave those allocs never rescheduled.
         for evals in results.desired_followup_evals.values() {
             for e in evals {
                 let mut e = e.clone();
