@@ -17,6 +17,12 @@ use drover_types::{Allocation, Deployment, Evaluation, Job, Node, Plan, PlanResu
 
 /// An immutable view of the cluster at one index. Implementations must be cheap to query:
 /// `allocs_by_node` is called for every candidate node of every placement.
+///
+/// Identity contract: within one snapshot, `node(id)`, `nodes()` and `candidates()` hand out
+/// the *same* `Arc<Node>` for a node (clones of one `Arc`, not fresh copies). The stack keys
+/// its per-pass caches (placements so far, feasibility memo, class strings) by that pointer;
+/// fresh copies would make those caches miss or, worse, attribute usage to the wrong node.
+/// `MemState` and `drover_state::StateSnapshot` both keep nodes in `Arc`s and satisfy this.
 pub trait State {
     /// The Raft index this view reflects.
     fn latest_index(&self) -> u64;
