@@ -14,9 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use drover_types::alloc::{
-    AllocDeploymentStatus, AllocMetric, RescheduleEvent, RescheduleTracker, client_status, desired_status,
-};
+use drover_types::alloc::{AllocDeploymentStatus, AllocMetric, RescheduleEvent, RescheduleTracker};
 use drover_types::eval::{DesiredUpdates, PlanAnnotations, eval_status};
 use drover_types::job::TaskGroup;
 use drover_types::{Allocation, Evaluation, Job, Plan};
@@ -364,24 +362,8 @@ impl Run<'_> {
                     continue;
                 };
                 let id = (env.ids)();
-                let mut alloc = Allocation {
-                    id: id.clone(),
-                    namespace: job.namespace.clone(),
-                    eval_id: eval.id.clone(),
-                    name: p.name.clone(),
-                    node_id: option.node.id.clone(),
-                    node_name: option.node.name.clone(),
-                    job_id: job.id.clone(),
-                    job: Some(job.clone()),
-                    task_group: tg.name.clone(),
-                    allocated_resources: Some(std::mem::take(&mut option.resources)),
-                    metrics: Some(metrics),
-                    desired_status: desired_status::RUN.into(),
-                    client_status: client_status::PENDING.into(),
-                    create_time: env.now,
-                    modify_time: env.now,
-                    ..Default::default()
-                };
+                let mut alloc =
+                    util::new_alloc(id.clone(), env.now, eval, job, tg, &p.name, &mut option, metrics);
                 if !self.batch && !deployment_id.is_empty() {
                     alloc.deployment_id = deployment_id.clone();
                 }
@@ -397,13 +379,12 @@ impl Run<'_> {
                         alloc.reschedule_tracker = Some(reschedule_tracker(prev, tg, env.now));
                     }
                 }
-                if !option.preempted.is_empty() {
-                    alloc.preempted_allocations = option.preempted.iter().map(|v| v.id.clone()).collect();
-                    for v in &option.preempted {
-                        util::plan_preempt(&mut plan, v, &id);
-                    }
-                    desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
-                }
+                util::plan_preemptions(
+                    &mut plan,
+                    &mut alloc,
+                    &option.preempted,
+                    desired.entry(tg.name.clone()).or_default(),
+                );
                 new_ids.insert(id);
                 stack.record_placement(&option, tg);
                 util::plan_alloc(&mut plan, alloc);

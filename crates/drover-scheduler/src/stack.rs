@@ -397,10 +397,9 @@ impl Stack {
                 }
             }
         }
-        let mut options: Vec<RankedNode> = Vec::new();
-        let mut set_aside: Vec<RankedNode> = Vec::new();
+        let mut options = Options::new(limit);
         let mut i = 0;
-        while i < n && options.len() < limit {
+        while i < n && !options.full() {
             let cand = &nodes[(start + i) % n].cand;
             i += 1;
             metrics.nodes_evaluated += 1;
@@ -410,28 +409,17 @@ impl Stack {
             let Some(ranked) = self.rank(state, plan, tg, &cand.node, opts, spreads, metrics) else {
                 continue;
             };
-            if ranked.final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
-                set_aside.push(ranked);
-            } else {
-                options.push(ranked);
-            }
+            options.offer(ranked.final_score, ranked);
         }
         *examined = i;
-        while options.len() < limit && !set_aside.is_empty() {
-            options.push(set_aside.remove(0));
-        }
+        let options = options.finish();
         let scored: Vec<ScoredRef<'_>> = options
             .iter()
             .map(|o| (o.node.id.as_str(), o.scores.as_slice(), o.final_score))
             .collect();
         record_scores(metrics, &scored);
-        let mut best: Option<RankedNode> = None;
-        for o in options {
-            if best.as_ref().is_none_or(|b| o.final_score > b.final_score) {
-                best = Some(o);
-            }
-        }
-        best
+        let best = best_index(&options, |o| o.final_score)?;
+        options.into_iter().nth(best)
     }
 
     /// [`Self::scan_counting`] for groups without static ports, devices or cores: candidates
@@ -453,10 +441,9 @@ impl Stack {
         examined: &mut usize,
     ) -> FastOutcome {
         let n = nodes.len();
-        let mut options: Vec<FastOption> = Vec::new();
-        let mut set_aside: Vec<FastOption> = Vec::new();
+        let mut options = Options::new(limit);
         let mut i = 0;
-        while i < n && options.len() < limit {
+        while i < n && !options.full() {
             let idx = (start + i) % n;
             i += 1;
             metrics.nodes_evaluated += 1;
@@ -480,16 +467,10 @@ impl Stack {
                 scores,
                 final_score,
             };
-            if final_score <= 0.0 && set_aside.len() < MAX_SKIP && limit != usize::MAX {
-                set_aside.push(o);
-            } else {
-                options.push(o);
-            }
+            options.offer(final_score, o);
         }
         *examined = i;
-        while options.len() < limit && !set_aside.is_empty() {
-            options.push(set_aside.remove(0));
-        }
+        let options = options.finish();
         let scored: Vec<ScoredRef<'_>> = options
             .iter()
             .map(|o| {
@@ -501,18 +482,12 @@ impl Stack {
             })
             .collect();
         record_scores(metrics, &scored);
-        let mut best: Option<&FastOption> = None;
-        for o in &options {
-            if best.is_none_or(|b| o.final_score > b.final_score) {
-                best = Some(o);
-            }
-        }
         // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
         // ports almost never run out, but if they do, rank this group the slow way.
-        let Some(best) = best else {
+        let Some(best) = best_index(&options, |o| o.final_score) else {
             return FastOutcome::Done(None);
         };
-        let node = nodes[best.idx].cand.node.clone();
+        let node = nodes[options[best].idx].cand.node.clone();
         match self.rank(state, plan, tg, &node, opts, spreads, metrics) {
             Some(full) => FastOutcome::Done(Some(full)),
             None => {
@@ -1172,6 +1147,57 @@ impl ScoreList {
     fn as_slice(&self) -> &[(&'static str, f64)] {
         &self.items[..self.len.min(self.items.len())]
     }
+}
+
+/// The options a scan collects, Nomad's limit iterator: up to `limit` nodes, where nodes with a
+/// score ≤ 0 are set aside (at most [`MAX_SKIP`]) and used only if too few better ones turn up.
+/// With no limit (`usize::MAX`: preferred nodes, system jobs) nothing is set aside.
+struct Options<T> {
+    limit: usize,
+    taken: Vec<T>,
+    set_aside: Vec<T>,
+}
+
+impl<T> Options<T> {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            taken: Vec::new(),
+            set_aside: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.taken.len() >= self.limit
+    }
+
+    fn offer(&mut self, score: f64, option: T) {
+        if score <= 0.0 && self.set_aside.len() < MAX_SKIP && self.limit != usize::MAX {
+            self.set_aside.push(option);
+        } else {
+            self.taken.push(option);
+        }
+    }
+
+    /// The options in the order they were taken, topped up from the set-aside ones.
+    fn finish(self) -> Vec<T> {
+        let mut taken = self.taken;
+        let room = self.limit.saturating_sub(taken.len());
+        taken.extend(self.set_aside.into_iter().take(room));
+        taken
+    }
+}
+
+/// The first option with the highest score.
+fn best_index<T>(options: &[T], score: impl Fn(&T) -> f64) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, o) in options.iter().enumerate() {
+        let s = score(o);
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((i, s));
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// What the fast path concluded: a choice (or none fits), or "this group needs the full path"

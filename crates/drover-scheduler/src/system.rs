@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use drover_types::alloc::{AllocMetric, client_status, desired_status};
+use drover_types::alloc::AllocMetric;
 use drover_types::eval::{PlanAnnotations, eval_status};
 use drover_types::job::TaskGroup;
 use drover_types::{Allocation, Evaluation, Job, Plan};
@@ -301,34 +301,16 @@ fn pass(
             };
             placed_groups.insert(tg.name.clone());
             let id = (env.ids)();
-            let mut alloc = Allocation {
-                id: id.clone(),
-                namespace: job.namespace.clone(),
-                eval_id: eval.id.clone(),
-                name: p.name.clone(),
-                node_id: node.id.clone(),
-                node_name: node.name.clone(),
-                job_id: job.id.clone(),
-                job: Some(job.clone()),
-                task_group: tg.name.clone(),
-                allocated_resources: Some(std::mem::take(&mut option.resources)),
-                metrics: Some(metrics),
-                desired_status: desired_status::RUN.into(),
-                client_status: client_status::PENDING.into(),
-                create_time: env.now,
-                modify_time: env.now,
-                ..Default::default()
-            };
+            let mut alloc = util::new_alloc(id, env.now, eval, job, tg, &p.name, &mut option, metrics);
             if let Some(prev) = &p.previous_alloc {
                 alloc.previous_allocation = prev.id.clone();
             }
-            if !option.preempted.is_empty() {
-                alloc.preempted_allocations = option.preempted.iter().map(|v| v.id.clone()).collect();
-                for v in &option.preempted {
-                    util::plan_preempt(&mut plan, v, &id);
-                }
-                desired.entry(tg.name.clone()).or_default().preemptions += option.preempted.len() as u64;
-            }
+            util::plan_preemptions(
+                &mut plan,
+                &mut alloc,
+                &option.preempted,
+                desired.entry(tg.name.clone()).or_default(),
+            );
             stack.record_placement(&option, tg);
             util::plan_alloc(&mut plan, alloc);
         }

@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use drover_types::alloc::desired_status;
+use drover_types::alloc::{AllocMetric, client_status, desired_status};
+use drover_types::eval::DesiredUpdates;
 use drover_types::job::{NetworkResource, Task, TaskGroup};
-use drover_types::{Allocation, Job, Plan};
+use drover_types::{Allocation, Evaluation, Job, Plan};
 use serde_json::Value;
 
 use crate::feasible;
+use crate::stack::RankedNode;
 use crate::state::{Candidate, State};
 
 /// Ready nodes in the job's datacenters (globs) and node pool, plus the count per datacenter
@@ -206,6 +208,58 @@ pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
         .entry(alloc.node_id.clone())
         .or_default()
         .push(alloc);
+}
+
+/// A new allocation for a placement the stack chose: pending, desired to run, carrying the
+/// job, the grant (moved out of `option`) and the placement metrics. The caller adds what is
+/// specific to its scheduler (deployment, canary, previous allocation).
+#[allow(clippy::too_many_arguments)]
+pub fn new_alloc(
+    id: String,
+    now: i64,
+    eval: &Evaluation,
+    job: &Arc<Job>,
+    tg: &TaskGroup,
+    name: &str,
+    option: &mut RankedNode,
+    metrics: AllocMetric,
+) -> Allocation {
+    Allocation {
+        id,
+        namespace: job.namespace.clone(),
+        eval_id: eval.id.clone(),
+        name: name.to_string(),
+        node_id: option.node.id.clone(),
+        node_name: option.node.name.clone(),
+        job_id: job.id.clone(),
+        job: Some(job.clone()),
+        task_group: tg.name.clone(),
+        allocated_resources: Some(std::mem::take(&mut option.resources)),
+        metrics: Some(metrics),
+        desired_status: desired_status::RUN.into(),
+        client_status: client_status::PENDING.into(),
+        create_time: now,
+        modify_time: now,
+        ..Default::default()
+    }
+}
+
+/// Records the evictions a placement needs: on the new allocation, in the plan, and in the
+/// group's desired-update counts.
+pub fn plan_preemptions(
+    plan: &mut Plan,
+    alloc: &mut Allocation,
+    victims: &[Arc<Allocation>],
+    desired: &mut DesiredUpdates,
+) {
+    if victims.is_empty() {
+        return;
+    }
+    alloc.preempted_allocations = victims.iter().map(|v| v.id.clone()).collect();
+    for v in victims {
+        plan_preempt(plan, v, &alloc.id);
+    }
+    desired.preemptions += victims.len() as u64;
 }
 
 /// Adds an eviction to the plan.
