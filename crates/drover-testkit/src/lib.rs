@@ -136,14 +136,31 @@ pub mod mock {
         }
     }
 
+    /// A canonical one-group job of `job_type` with indexes at 99 (the shape every mock job
+    /// shares).
+    fn one_group_job(id: &str, job_type: &str, group: TaskGroup) -> Job {
+        let mut j = Job {
+            id: id.into(),
+            job_type: job_type.into(),
+            priority: 50,
+            datacenters: vec!["dc1".into()],
+            task_groups: vec![group],
+            job_modify_index: 99,
+            create_index: 99,
+            modify_index: 99,
+            ..Default::default()
+        };
+        canonicalize_job(&mut j);
+        j
+    }
+
     /// A canonical service job `web` (count 10, one `web` group, task `web` 500 MHz / 256 MB,
     /// one dynamic port `http`).
     pub fn job() -> Job {
-        let mut j = Job {
-            id: "web".into(),
-            priority: 50,
-            datacenters: vec!["dc1".into()],
-            task_groups: vec![TaskGroup {
+        one_group_job(
+            "web",
+            "service",
+            TaskGroup {
                 name: "web".into(),
                 count: 10,
                 networks: vec![NetworkResource {
@@ -155,58 +172,36 @@ pub mod mock {
                 }],
                 tasks: vec![task("web", 500, 256)],
                 ..Default::default()
-            }],
-            job_modify_index: 99,
-            create_index: 99,
-            modify_index: 99,
-            ..Default::default()
-        };
-        canonicalize_job(&mut j);
-        j
+            },
+        )
     }
 
     /// A canonical batch job `batch` (count 10, group `worker`, 500 MHz / 256 MB, no ports).
     pub fn batch_job() -> Job {
-        let mut j = Job {
-            id: "batch".into(),
-            job_type: "batch".into(),
-            priority: 50,
-            datacenters: vec!["dc1".into()],
-            task_groups: vec![TaskGroup {
+        one_group_job(
+            "batch",
+            "batch",
+            TaskGroup {
                 name: "worker".into(),
                 count: 10,
                 tasks: vec![task("worker", 500, 256)],
                 ..Default::default()
-            }],
-            job_modify_index: 99,
-            create_index: 99,
-            modify_index: 99,
-            ..Default::default()
-        };
-        canonicalize_job(&mut j);
-        j
+            },
+        )
     }
 
     /// A canonical system job `agent` (group `agent`, 100 MHz / 128 MB).
     pub fn system_job() -> Job {
-        let mut j = Job {
-            id: "agent".into(),
-            job_type: "system".into(),
-            priority: 50,
-            datacenters: vec!["dc1".into()],
-            task_groups: vec![TaskGroup {
+        one_group_job(
+            "agent",
+            "system",
+            TaskGroup {
                 name: "agent".into(),
                 count: 1,
                 tasks: vec![task("agent", 100, 128)],
                 ..Default::default()
-            }],
-            job_modify_index: 99,
-            create_index: 99,
-            modify_index: 99,
-            ..Default::default()
-        };
-        canonicalize_job(&mut j);
-        j
+            },
+        )
     }
 
     /// A canonical sysbatch job `sweep`.
