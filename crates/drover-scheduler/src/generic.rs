@@ -56,13 +56,7 @@ pub fn process(
     env: &mut Env<'_>,
 ) -> Result<(), SchedulerError> {
     if !TRIGGERS.contains(&eval.triggered_by.as_str()) {
-        let mut e = eval.clone();
-        e.status = eval_status::FAILED.into();
-        e.status_description = format!(
-            "scheduler cannot handle '{}' evaluation reason",
-            eval.triggered_by
-        );
-        return planner.update_eval(e);
+        return util::fail_unknown_trigger(planner, eval);
     }
     let limit = if batch { 2 } else { 5 };
     let mut run = Run {

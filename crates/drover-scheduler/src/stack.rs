@@ -606,6 +606,12 @@ impl Stack {
         Some((scores, final_score))
     }
 
+    /// A node filtered by a cached class decision (no constraint text to report).
+    fn class_filtered(class: &str, metrics: &mut AllocMetric) {
+        metrics.nodes_filtered += 1;
+        *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+    }
+
     fn filter(class: &str, reason: String, metrics: &mut AllocMetric) {
         metrics.nodes_filtered += 1;
         if !class.is_empty() {
@@ -632,8 +638,7 @@ impl Stack {
         };
         match cached {
             Some(false) => {
-                metrics.nodes_filtered += 1;
-                *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+                Self::class_filtered(class, metrics);
                 return false;
             }
             Some(true) => {}
@@ -668,8 +673,7 @@ impl Stack {
         };
         match cached {
             Some(false) => {
-                metrics.nodes_filtered += 1;
-                *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+                Self::class_filtered(class, metrics);
                 return false;
             }
             Some(true) => {}

@@ -202,6 +202,20 @@ pub fn plan_unstop(plan: &mut Plan, node_id: &str, alloc_id: &str) {
     }
 }
 
+/// Fails an evaluation whose trigger this scheduler does not handle.
+pub fn fail_unknown_trigger(
+    planner: &mut dyn crate::Planner,
+    eval: &Evaluation,
+) -> Result<(), crate::SchedulerError> {
+    let mut e = eval.clone();
+    e.status = drover_types::eval::eval_status::FAILED.into();
+    e.status_description = format!(
+        "scheduler cannot handle '{}' evaluation reason",
+        eval.triggered_by
+    );
+    planner.update_eval(e)
+}
+
 /// Adds a placement or in-place update to the plan.
 pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
     plan.node_allocation
