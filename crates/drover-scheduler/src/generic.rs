@@ -144,23 +144,12 @@ impl Run<'_> {
     fn new_eval(&self, env: &mut Env<'_>, trigger: &str, status: &str, description: &str) -> Evaluation {
         let job = self.state.job(&self.eval.namespace, &self.eval.job_id);
         Evaluation {
-            id: (env.ids)(),
-            namespace: self.eval.namespace.clone(),
-            priority: self.eval.priority,
-            eval_type: self.eval.eval_type.clone(),
-            triggered_by: trigger.into(),
-            job_id: self.eval.job_id.clone(),
             job_modify_index: job
                 .map(|j| j.job_modify_index)
                 .unwrap_or(self.eval.job_modify_index),
-            status: status.into(),
-            status_description: description.into(),
-            previous_eval: self.eval.id.clone(),
             class_eligibility: self.class_eligibility.clone(),
             escaped_computed_class: self.escaped,
-            create_time: env.now,
-            modify_time: env.now,
-            ..Default::default()
+            ..util::next_eval(self.eval, (env.ids)(), env.now, trigger, status, description)
         }
     }
 

@@ -202,21 +202,15 @@ fn pass(
     // `lost_after` deadline, so they become lost (and replaced) on time.
     let deadlines: std::collections::BTreeSet<i64> = results.disconnect_timeouts.values().copied().collect();
     for at in deadlines {
-        let follow = Evaluation {
-            id: (env.ids)(),
-            namespace: eval.namespace.clone(),
-            priority: eval.priority,
-            eval_type: eval.eval_type.clone(),
-            triggered_by: crate::reconcile::trigger::MAX_DISCONNECT_TIMEOUT.into(),
-            job_id: eval.job_id.clone(),
-            status: eval_status::PENDING.into(),
-            status_description: "created for delayed disconnect timeout".into(),
-            wait_until: Some(drover_types::time::Timestamp(at)),
-            previous_eval: eval.id.clone(),
-            create_time: env.now,
-            modify_time: env.now,
-            ..Default::default()
-        };
+        let mut follow = util::next_eval(
+            eval,
+            (env.ids)(),
+            env.now,
+            crate::reconcile::trigger::MAX_DISCONNECT_TIMEOUT,
+            eval_status::PENDING,
+            "created for delayed disconnect timeout",
+        );
+        follow.wait_until = Some(drover_types::time::Timestamp(at));
         planner.create_eval(follow)?;
     }
     if let Some(job) = job.as_ref().filter(|j| !j.stop) {
@@ -331,22 +325,18 @@ fn pass(
         if !exhausted_nodes.is_empty() && eval.status != eval_status::BLOCKED {
             for node_id in exhausted_nodes {
                 let b = Evaluation {
-                    id: (env.ids)(),
-                    namespace: eval.namespace.clone(),
-                    priority: eval.priority,
-                    eval_type: eval.eval_type.clone(),
-                    triggered_by: "queued-allocs".into(),
-                    job_id: eval.job_id.clone(),
                     job_modify_index: job.job_modify_index,
                     node_id,
-                    status: eval_status::BLOCKED.into(),
-                    status_description: "created to place remaining allocations".into(),
-                    previous_eval: eval.id.clone(),
                     class_eligibility: stack.class_eligibility.clone(),
                     escaped_computed_class: stack.escaped,
-                    create_time: env.now,
-                    modify_time: env.now,
-                    ..Default::default()
+                    ..util::next_eval(
+                        eval,
+                        (env.ids)(),
+                        env.now,
+                        "queued-allocs",
+                        eval_status::BLOCKED,
+                        "created to place remaining allocations",
+                    )
                 };
                 blocked = Some(b.id.clone());
                 planner.create_eval(b)?;

@@ -202,6 +202,32 @@ pub fn plan_unstop(plan: &mut Plan, node_id: &str, alloc_id: &str) {
     }
 }
 
+/// A new evaluation that follows `eval` (same job, priority and type; `previous_eval` set):
+/// blocked evals, delayed follow-ups. The caller adds what is specific to it.
+pub fn next_eval(
+    eval: &Evaluation,
+    id: String,
+    now: i64,
+    trigger: &str,
+    status: &str,
+    description: &str,
+) -> Evaluation {
+    Evaluation {
+        id,
+        namespace: eval.namespace.clone(),
+        priority: eval.priority,
+        eval_type: eval.eval_type.clone(),
+        triggered_by: trigger.into(),
+        job_id: eval.job_id.clone(),
+        status: status.into(),
+        status_description: description.into(),
+        previous_eval: eval.id.clone(),
+        create_time: now,
+        modify_time: now,
+        ..Default::default()
+    }
+}
+
 /// Fails an evaluation whose trigger this scheduler does not handle.
 pub fn fail_unknown_trigger(
     planner: &mut dyn crate::Planner,
