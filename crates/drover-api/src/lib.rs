@@ -1,0 +1,1 @@
+//! drover-api (being built).

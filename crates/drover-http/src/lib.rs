@@ -1,0 +1,1 @@
+//! drover-http (being built).

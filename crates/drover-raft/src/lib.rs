@@ -1,0 +1,1 @@
+//! drover-raft (being built).

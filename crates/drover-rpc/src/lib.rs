@@ -1,0 +1,1 @@
+//! drover-rpc (being built).

@@ -1,0 +1,1 @@
+//! drover-server (being built).
