@@ -1,17 +1,18 @@
 //! The `drover` binary: Nomad-style CLI commands.
 //!
-//! Nomad's CLI uses Go-style flags (`-var`, `-output`, one dash, long names); clap wants two
-//! dashes for long flags, so [`normalize_args`] rewrites `-name[=v]` to `--name[=v]` before clap
-//! sees the arguments. Both spellings work.
-
-mod job;
+//! This file is the clap tree and the dispatch only; the commands live in the `drover_cli`
+//! library (`src/lib.rs`). Nomad's CLI uses Go-style flags (`-var`, `-output`, one dash, long
+//! names); clap wants two dashes for long flags, so [`normalize_args`] rewrites `-name[=v]` to
+//! `--name[=v]` before clap sees the arguments. Both spellings work.
+//!
+//! Adding a command: a variant in [`Command`] and one arm in `main`'s match.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use drover_cli::{eval, job, node, normalize_args, operator, server};
 
-/// Drover: a workload orchestrator that speaks Nomad's API. This build has the job-file
-/// commands; `drover agent` arrives with the server (issue #4).
+/// Drover: a workload orchestrator that speaks Nomad's API.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about, long_about = None)]
 struct Cli {
@@ -23,40 +24,23 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version,
-    /// Work with jobs: init, validate, run.
+    /// Work with jobs: init, validate, run, plan, status, stop, history.
     #[command(subcommand)]
     Job(job::JobCommand),
-}
-
-/// Rewrites Go-style `-long-flag` tokens to `--long-flag` (single-letter flags stay as they are).
-pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut passthrough = false;
-    for (i, a) in args.into_iter().enumerate() {
-        if i == 0 || passthrough {
-            out.push(a);
-            continue;
-        }
-        if a == "--" {
-            passthrough = true;
-            out.push(a);
-            continue;
-        }
-        let is_go_long = a.starts_with('-')
-            && !a.starts_with("--")
-            && a.len() > 2
-            && a.as_bytes()[1].is_ascii_alphabetic()
-            && {
-                let name = a[1..].split('=').next().unwrap_or("");
-                name.len() > 1
-            };
-        if is_go_long {
-            out.push(format!("-{a}"))
-        } else {
-            out.push(a)
-        }
-    }
-    out
+    /// Inspect evaluations.
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
+    /// Work with client nodes: status, drain, eligibility.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
+    /// Inspect the servers.
+    #[command(subcommand)]
+    Server(server::ServerCommand),
+    /// List jobs, or show the job, node or evaluation an ID names.
+    Status(server::StatusArgs),
+    /// Cluster operations.
+    #[command(subcommand)]
+    Operator(operator::OperatorCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,54 +53,93 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match cli.command {
+    let code = match cli.command {
         Command::Version => {
             println!(
                 "Drover v{} (Nomad HTTP API v1 compatible)",
                 env!("CARGO_PKG_VERSION")
             );
-            ExitCode::SUCCESS
+            0
         }
         Command::Job(cmd) => job::run(cmd),
-    }
+        Command::Eval(cmd) => eval::run(cmd),
+        Command::Node(cmd) => node::run(cmd),
+        Command::Server(cmd) => server::run(cmd),
+        Command::Status(args) => server::run_status(args),
+        Command::Operator(cmd) => operator::run(cmd),
+    };
+    ExitCode::from(code)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn n(args: &[&str]) -> Vec<String> {
-        normalize_args(args.iter().map(|s| s.to_string()))
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
     }
 
     #[test]
-    fn go_style_flags_become_long_flags() {
-        assert_eq!(
-            n(&[
-                "drover",
-                "job",
-                "run",
-                "-output",
-                "-var",
-                "a=b",
-                "-var-file=x.vars",
-                "-f",
-                "--detach",
-                "file"
-            ]),
-            vec![
-                "drover",
-                "job",
-                "run",
-                "--output",
-                "--var",
-                "a=b",
-                "--var-file=x.vars",
-                "-f",
-                "--detach",
-                "file"
-            ]
-        );
-        assert_eq!(n(&["drover", "--", "-output"]), vec!["drover", "--", "-output"]);
+    fn go_style_flags_reach_the_commands() {
+        let parse = |args: &[&str]| Cli::try_parse_from(normalize_args(args.iter().map(|s| s.to_string())));
+        let cli = parse(&[
+            "drover",
+            "job",
+            "run",
+            "-detach",
+            "-check-index",
+            "3",
+            "-address=http://h:1",
+            "f.hcl",
+        ])
+        .unwrap();
+        let Command::Job(job::JobCommand::Run(a)) = cli.command else {
+            panic!("not job run");
+        };
+        assert!(a.detach);
+        assert_eq!(a.check_index, Some(3));
+        assert_eq!(a.api.address.as_deref(), Some("http://h:1"));
+        assert_eq!(a.file.file, "f.hcl");
+        let cli = parse(&[
+            "drover",
+            "node",
+            "drain",
+            "-enable",
+            "-deadline",
+            "30m",
+            "-m",
+            "why",
+            "-yes",
+            "abcd",
+        ])
+        .unwrap();
+        let Command::Node(node::NodeCommand::Drain(d)) = cli.command else {
+            panic!("not node drain");
+        };
+        assert!(d.enable && d.yes);
+        assert_eq!(d.message.as_deref(), Some("why"));
+        assert!(parse(&["drover", "node", "drain", "-enable", "-disable", "x"]).is_err());
+        let cli = parse(&[
+            "drover",
+            "operator",
+            "scheduler",
+            "set-config",
+            "-preempt-service-scheduler",
+            "-memory-oversubscription=false",
+        ])
+        .unwrap();
+        let Command::Operator(operator::OperatorCommand::Scheduler(operator::SchedulerCommand::SetConfig(s))) =
+            cli.command
+        else {
+            panic!("not set-config");
+        };
+        assert_eq!(s.preempt_service_scheduler, Some(true));
+        assert_eq!(s.memory_oversubscription, Some(false));
+        assert_eq!(s.preempt_batch_scheduler, None);
+        assert!(parse(&["drover", "job", "history", "-p", "web"]).is_ok());
+        assert!(parse(&["drover", "job", "plan", "-diff=false", "f.hcl"]).is_ok());
+        assert!(parse(&["drover", "status"]).is_ok());
     }
 }

@@ -162,12 +162,50 @@ fn variables_from_flags_files_and_environment() {
 }
 
 #[test]
-fn run_without_output_explains_what_is_missing() {
+fn run_without_an_agent_explains_what_is_missing() {
     let dir = scratch("run");
     assert!(drover(&dir, &["job", "init"]).status.success());
-    let out = drover(&dir, &["job", "run", "example.nomad.hcl"]);
+    // A port nothing listens on: bind, read the port, drop the listener.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("http://127.0.0.1:{port}");
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["job", "run", "example.nomad.hcl"])
+        .current_dir(&dir)
+        .env("NOMAD_ADDR", &addr)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("-output"), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("Error submitting job: Put"), "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains(&addr), "names the address: {err}");
+    assert!(err.contains("drover agent -dev"), "says how to start one: {err}");
+    assert!(err.contains("-output"), "offers the offline path: {err}");
+
+    // -address wins over NOMAD_ADDR, and read commands say the same.
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["job", "status", "-address", &addr])
+        .current_dir(&dir)
+        .env("NOMAD_ADDR", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.starts_with(&format!("Error querying jobs: Get \"{addr}/v1/jobs\"")),
+        "{err}"
+    );
+
+    // job plan reports errors as 255.
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["job", "plan", "-address", &addr, "example.nomad.hcl"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", text(&out.stderr));
 }
 
 #[test]

@@ -235,7 +235,7 @@ pub struct AllocPreemptDiff {
 
 /// What the leader must react to after an apply (every server computes it; only the leader
 /// acts on it).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ApplyOutcome {
     /// The Raft index applied.
     pub index: u64,
