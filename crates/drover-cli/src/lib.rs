@@ -11,6 +11,7 @@
 //! - [`job`]: `job init|validate|run|plan|stop` and job-file loading; [`job_status`]:
 //!   `job status|history`; [`plan`]: the plan/diff text; [`monitor`]: the evaluation and
 //!   deployment monitor used by `job run` and `job stop`.
+//! - [`agent`]: `drover agent` (server, HTTP API, client RPC).
 //! - [`eval`], [`node`], [`server`] (`server members`, `status`), [`operator`].
 //!
 //! # Conventions
@@ -20,6 +21,7 @@
 //! 2 placement failures (`job run`/`job stop`), 255 `job plan` errors.
 //! Go-style single-dash long flags work through [`normalize_args`].
 
+pub mod agent;
 pub mod common;
 pub mod eval;
 pub mod format;

@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drover_cli::{eval, job, node, normalize_args, operator, server};
+use drover_cli::{agent, eval, job, node, normalize_args, operator, server};
 
 /// Drover: a workload orchestrator that speaks Nomad's API.
 #[derive(Debug, Parser)]
@@ -22,6 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an agent: `-dev` for a throwaway single-server cluster, `-server -data-dir DIR` for
+    /// a durable one.
+    Agent(agent::AgentArgs),
     /// Print the version.
     Version,
     /// Work with jobs: init, validate, run, plan, status, stop, history.
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Agent(args) => agent::run(args),
         Command::Version => {
             println!(
                 "Drover v{} (Nomad HTTP API v1 compatible)",

@@ -32,6 +32,33 @@ pub fn apply(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
             latest: s.index,
         });
     }
+    if let Command::Batch { commands } = command {
+        let mut out = ApplyOutcome {
+            index,
+            applied: true,
+            ..Default::default()
+        };
+        for c in commands {
+            if matches!(c, Command::Batch { .. }) {
+                out.batch.push(Err("nested batch".into()));
+                continue;
+            }
+            // Each command is atomic on its own: apply to a clone (O(1)), keep it on success.
+            let mut next = s.clone();
+            let r = apply_one(&mut next, index, c);
+            if r.is_ok() {
+                *s = next;
+            }
+            out.batch.push(r.map_err(|e| e.to_string()));
+        }
+        s.index = index;
+        return Ok(out);
+    }
+    apply_one(s, index, command)
+}
+
+/// Applies one (non-batch) command; the index check is the caller's.
+fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<ApplyOutcome, StateError> {
     let mut out = ApplyOutcome {
         index,
         applied: true,
@@ -219,6 +246,7 @@ pub fn apply(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
                 s.touch(Table::Deployments, index);
             }
         }
+        Command::Batch { .. } => return Err(StateError::Invalid("nested batch".into())),
     }
     for key in affected {
         refresh_job_status(s, index, &key);
@@ -302,7 +330,8 @@ fn jobs_of(s: &StateSnapshot, command: &Command) -> BTreeSet<JobKey> {
         | Command::DeleteNodes { .. }
         | Command::SetSchedulerConfig { .. }
         | Command::UpsertDeployment { .. }
-        | Command::DeleteDeployments { .. } => {}
+        | Command::DeleteDeployments { .. }
+        | Command::Batch { .. } => {}
     }
     keys
 }

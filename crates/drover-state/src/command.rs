@@ -166,6 +166,12 @@ pub enum Command {
         /// Deployment IDs.
         ids: Vec<String>,
     },
+    /// Several commands in one Raft entry (group commit): they apply in order at the entry's
+    /// index, each all-or-nothing on its own; the outcome lists one result per command.
+    Batch {
+        /// The commands (never nested batches).
+        commands: Vec<Command>,
+    },
 }
 
 impl Command {
@@ -198,6 +204,7 @@ impl Command {
             Command::UpsertDeployment { .. } => "UpsertDeployment",
             Command::DeleteAllocs { .. } => "DeleteAllocs",
             Command::DeleteDeployments { .. } => "DeleteDeployments",
+            Command::Batch { .. } => "Batch",
         }
     }
 }
@@ -258,4 +265,7 @@ pub struct ApplyOutcome {
     pub job_changed: bool,
     /// `false` when a check-and-set did not match (nothing was written).
     pub applied: bool,
+    /// For `Batch`: each command's own outcome, or the error that left it unapplied.
+    #[serde(default)]
+    pub batch: Vec<Result<ApplyOutcome, String>>,
 }

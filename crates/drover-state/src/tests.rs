@@ -1141,3 +1141,54 @@ proptest! {
         prop_assert_eq!(&*store.snapshot(), &back);
     }
 }
+
+#[test]
+fn a_batch_applies_each_command_on_its_own_at_one_index() {
+    let store = StateStore::new();
+    let node = drover_testkit_free_node("n1");
+    let out = store
+        .apply(
+            5,
+            Command::Batch {
+                commands: vec![
+                    Command::UpsertNode { node: node.clone() },
+                    // Fails (unknown node) without undoing the first or blocking the third.
+                    Command::UpdateNodeStatus {
+                        id: "missing".into(),
+                        status: "down".into(),
+                        updated_at: 1,
+                        evals: vec![],
+                    },
+                    Command::UpdateNodeEligibility {
+                        id: "n1".into(),
+                        eligibility: "ineligible".into(),
+                        evals: vec![],
+                    },
+                ],
+            },
+        )
+        .unwrap();
+    assert_eq!(out.index, 5);
+    assert_eq!(out.batch.len(), 3);
+    assert!(out.batch[0].is_ok());
+    assert!(out.batch[1].as_ref().unwrap_err().contains("not found"));
+    assert!(out.batch[2].is_ok());
+    let snap = store.snapshot();
+    assert_eq!(snap.latest_index(), 5);
+    let n = snap.node("n1").unwrap();
+    assert_eq!(n.scheduling_eligibility, "ineligible");
+    assert_eq!(n.modify_index, 5);
+    // The next entry must still grow.
+    assert!(store.apply(5, Command::DeleteNodes { ids: vec![] }).is_err());
+}
+
+fn drover_testkit_free_node(id: &str) -> drover_types::Node {
+    drover_types::Node {
+        id: id.into(),
+        name: id.into(),
+        datacenter: "dc1".into(),
+        status: "ready".into(),
+        scheduling_eligibility: "eligible".into(),
+        ..Default::default()
+    }
+}

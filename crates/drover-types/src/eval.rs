@@ -60,7 +60,7 @@ pub struct Evaluation {
     pub blocked_eval: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub related_evals: Vec<EvaluationStub>,
-    #[serde(serialize_with = "empty_map_as_null")]
+    #[serde(rename = "FailedTGAllocs", serialize_with = "empty_map_as_null")]
     pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
     pub plan_annotations: Option<PlanAnnotations>,
     #[serde(serialize_with = "empty_map_as_null")]

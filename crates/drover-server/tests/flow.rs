@@ -1,0 +1,378 @@
+//! The server's flows end to end in one process: register → eval → broker → worker → scheduler
+//! → plan applier → state, against the real state store (through `MemLog`, the same FSM code
+//! Raft runs, without disk).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_server::api::{JobPlanRequest, JobRegisterRequest};
+use drover_server::{HeartbeatConfig, MemLog, Server, ServerConfig};
+use drover_testkit::mock;
+use drover_types::Job;
+use drover_types::node::node_status;
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        num_schedulers: 2,
+        heartbeat: HeartbeatConfig {
+            min_ttl: Duration::from_millis(400),
+            grace: Duration::from_millis(400),
+            failover_ttl: Duration::from_secs(30),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+async fn start() -> Server {
+    let s = Server::start(config(), Arc::new(MemLog::new()));
+    // Leadership is established by a spawned task.
+    for _ in 0..100 {
+        if s.broker_stats() == Default::default() && s.is_leader() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    s
+}
+
+async fn add_node(s: &Server, n: u64) -> String {
+    let mut node = mock::node(n);
+    node.status = node_status::INITIALIZING.into();
+    let id = node.id.clone();
+    s.register_node(node).await.expect("register");
+    s.update_node_status(&id, node_status::READY)
+        .await
+        .expect("ready");
+    id
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..300 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn job(id: &str, count: i64, memory_mb: i64, priority: i64) -> Job {
+    let mut j = mock::job();
+    j.id = id.into();
+    j.name = id.into();
+    j.priority = priority;
+    j.task_groups[0].count = count;
+    j.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = memory_mb;
+    j
+}
+
+fn live_allocs(s: &Server, job: &str) -> Vec<Arc<drover_types::Allocation>> {
+    s.snapshot()
+        .allocs_by_job("default", job)
+        .into_iter()
+        .filter(|a| !a.terminal())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_job_is_placed_and_its_eval_completes() {
+    let s = start().await;
+    for n in 0..3 {
+        add_node(&s, n).await;
+    }
+    let resp = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 6, 256, 50)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!resp.eval_id.is_empty());
+    assert!(resp.job_modify_index > 0);
+    let eval = eventually("eval complete", || {
+        s.snapshot()
+            .eval(&resp.eval_id)
+            .filter(|e| e.status == "complete")
+    })
+    .await;
+    assert!(eval.failed_tg_allocs.is_empty());
+    let allocs = live_allocs(&s, "web");
+    assert_eq!(allocs.len(), 6);
+    // Binpack on identical nodes: placements spread over the cluster's nodes but none is
+    // over capacity, and every alloc name index is unique.
+    let mut names: Vec<&str> = allocs.iter().map(|a| a.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 6);
+    let summary = s.snapshot().job_summary("default", "web").unwrap();
+    assert_eq!(summary.summary["web"].starting, 6);
+    assert_eq!(s.stats().plans_applied, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_index_conflicts_are_refused_with_nomads_text() {
+    let s = start().await;
+    let first = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 1, 256, 50)),
+            enforce_index: true,
+            job_modify_index: 0,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 2, 256, 50)),
+            enforce_index: true,
+            job_modify_index: first.job_modify_index + 7,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("Enforcing job modify index"), "{err}");
+    s.register_job(JobRegisterRequest {
+        job: Some(job("web", 2, 256, 50)),
+        enforce_index: true,
+        job_modify_index: first.job_modify_index,
+        ..Default::default()
+    })
+    .await
+    .expect("matching index is accepted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_small_a_cluster_blocks_then_capacity_unblocks() {
+    let s = start().await;
+    add_node(&s, 0).await;
+    // 8192 MB nodes with 256 MB reserved: 3 × 3000 MB does not fit on one node.
+    let j = job("big", 3, 3000, 50);
+    let plan = s
+        .plan_job(JobPlanRequest {
+            job: Some(j.clone()),
+            diff: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let failed = plan.failed_tg_allocs.get("web").expect("failed group in plan");
+    assert_eq!(failed.dimension_exhausted.get("memory"), Some(&1), "{failed:?}");
+    assert_eq!(failed.nodes_evaluated, 1);
+    assert_eq!(
+        plan.annotations.as_ref().unwrap().desired_tg_updates["web"].place,
+        3
+    );
+    assert_eq!(
+        plan.diff.as_ref().unwrap().diff_type,
+        drover_types::diff::DiffType::Added
+    );
+    assert_eq!(
+        plan.created_evals.len(),
+        1,
+        "the real run would create a blocked eval"
+    );
+    assert!(
+        s.snapshot().job("default", "big").is_none(),
+        "a plan changes nothing"
+    );
+
+    let resp = s
+        .register_job(JobRegisterRequest {
+            job: Some(j),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let eval = eventually("eval complete", || {
+        s.snapshot()
+            .eval(&resp.eval_id)
+            .filter(|e| e.status == "complete")
+    })
+    .await;
+    assert!(!eval.blocked_eval.is_empty());
+    assert_eq!(live_allocs(&s, "big").len(), 2);
+    let blocked_id = eval.blocked_eval.clone();
+    eventually("blocked eval tracked", || {
+        (s.blocked_stats().total_blocked == 1).then_some(())
+    })
+    .await;
+    // New capacity: the blocked eval is released, places the third alloc and completes.
+    add_node(&s, 1).await;
+    eventually("third alloc", || {
+        (live_allocs(&s, "big").len() == 3).then_some(())
+    })
+    .await;
+    eventually("blocked eval completes", || {
+        s.snapshot().eval(&blocked_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    assert_eq!(s.blocked_stats().total_blocked, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_priority_job_preempts_low_priority_allocs_when_enabled() {
+    let s = start().await;
+    add_node(&s, 0).await;
+    let mut cfg = s.snapshot().scheduler_config();
+    cfg.preemption_config.service_scheduler_enabled = true;
+    assert!(s.set_scheduler_config(cfg, None).await.unwrap().updated);
+    let low = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("low", 2, 3500, 30)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("low placed", || {
+        s.snapshot().eval(&low.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    assert_eq!(live_allocs(&s, "low").len(), 2);
+    let high = job("high", 1, 3500, 80);
+    let plan = s
+        .plan_job(JobPlanRequest {
+            job: Some(high.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ann = plan.annotations.unwrap();
+    assert_eq!(ann.preempted_allocs.len(), 1, "{ann:?}");
+    assert_eq!(ann.preempted_allocs[0].job_id, "low");
+    assert!(plan.failed_tg_allocs.is_empty());
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(high),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("high placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    assert_eq!(live_allocs(&s, "high").len(), 1);
+    let evicted: Vec<_> = s
+        .snapshot()
+        .allocs_by_job("default", "low")
+        .into_iter()
+        .filter(|a| a.desired_status == "evict")
+        .collect();
+    assert_eq!(evicted.len(), 1);
+    let high_alloc = &live_allocs(&s, "high")[0];
+    assert_eq!(evicted[0].preempted_by_allocation, high_alloc.id);
+    // The preempted job got an evaluation of its own (it may block: no room left).
+    let preemption_evals = s
+        .snapshot()
+        .evals_by_job("default", "low")
+        .into_iter()
+        .filter(|e| e.triggered_by == "preemption")
+        .count();
+    assert_eq!(preemption_evals, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_stops_heartbeating_goes_down_and_its_allocs_are_replaced() {
+    let s = start().await;
+    let n0 = add_node(&s, 0).await;
+    let n1 = add_node(&s, 1).await;
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 4, 256, 50)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    // Keep n1 alive; let n0 miss its TTL (≤ 2 × 400 ms + 400 ms grace).
+    let keep = s.clone();
+    let n1c = n1.clone();
+    let hb = tokio::spawn(async move {
+        loop {
+            let _ = keep.update_node_status(&n1c, node_status::READY).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    eventually("n0 down", || {
+        s.snapshot().node(&n0).filter(|n| n.status == node_status::DOWN)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    eventually("replacements on n1", || {
+        let live = live_allocs(&s, "web");
+        (live.len() == 4 && live.iter().all(|a| a.node_id == n1)).then_some(())
+    })
+    .await;
+    let lost = s
+        .snapshot()
+        .allocs_by_job("default", "web")
+        .into_iter()
+        .filter(|a| a.node_id == n0)
+        .all(|a| a.client_status == "lost");
+    assert!(lost, "allocs on the down node are lost");
+    assert_eq!(s.snapshot().node(&n1).unwrap().status, node_status::READY);
+    hb.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deregister_stops_and_purge_removes() {
+    let s = start().await;
+    add_node(&s, 0).await;
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 2, 256, 50)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    let d = s.deregister_job("default", "web", false).await.unwrap();
+    eventually("stopped", || {
+        s.snapshot().eval(&d.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    assert!(live_allocs(&s, "web").is_empty());
+    assert!(s.snapshot().job("default", "web").unwrap().stop);
+    s.deregister_job("default", "web", true).await.unwrap();
+    assert!(s.snapshot().job("default", "web").is_none());
+    let err = s.deregister_job("default", "web", true).await.unwrap_err();
+    assert_eq!(err.to_string(), "job not found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jobs_are_refused_with_the_field_named() {
+    let s = start().await;
+    let mut j = job("web", 1, 256, 50);
+    j.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 4;
+    let err = s
+        .register_job(JobRegisterRequest {
+            job: Some(j),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memory"), "{err}");
+    let huge = job("web", 1_000_000, 256, 50);
+    let err = s
+        .register_job(JobRegisterRequest {
+            job: Some(huge),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("count"), "{err}");
+    assert!(s.snapshot().jobs().is_empty());
+}
