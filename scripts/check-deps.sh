@@ -21,4 +21,7 @@ check() {
 check drover-types tokio openraft tonic axum hcl-rs bollard
 check drover-state tokio openraft tonic axum bollard drover-scheduler
 check drover-scheduler tokio openraft tonic axum bollard redb
+# server → raft, rpc: the transport and consensus crates never reach back into the server.
+check drover-raft drover-server tonic axum
+check drover-rpc drover-server openraft axum redb
 exit $fail

@@ -324,7 +324,7 @@ impl BrokerCore {
             && !waiting.is_empty()
         {
             // The highest priority, then the newest, goes next; the rest are superseded.
-            waiting.sort_by(|a, b| (b.priority, b.modify_index).cmp(&(a.priority, a.modify_index)));
+            waiting.sort_by_key(|e| std::cmp::Reverse((e.priority, e.modify_index)));
             let next = waiting.remove(0);
             self.cancelable.extend(waiting);
             let queue = next.eval_type.clone();

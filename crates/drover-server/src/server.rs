@@ -1541,16 +1541,14 @@ impl Server {
                 let evals = cancel
                     .into_iter()
                     .filter(|(e, _)| !e.terminal())
-                    .map(|(e, newer)| {
+                    .map(|(e, _newer)| {
                         let mut e = (*e).clone();
-                        e.status = eval_status::CANCELED.into();
-                        e.status_description = if newer.is_empty() && e.status == eval_status::BLOCKED {
-                            "existing blocked evaluation exists for job".into()
-                        } else if !newer.is_empty() {
+                        e.status_description = if e.status == eval_status::BLOCKED {
                             "existing blocked evaluation exists for job".into()
                         } else {
                             "canceled after more recent eval was processed".into()
                         };
+                        e.status = eval_status::CANCELED.into();
                         e.modify_time = now;
                         e
                     })
