@@ -87,9 +87,7 @@ fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
                 return a;
             }
             let name = a.strip_prefix('-').unwrap_or("").split('=').next().unwrap_or("");
-            let go_long = !a.starts_with("--")
-                && name.len() > 1
-                && name.as_bytes()[0].is_ascii_alphabetic();
+            let go_long = !a.starts_with("--") && name.len() > 1 && name.as_bytes()[0].is_ascii_alphabetic();
             if go_long { format!("-{a}") } else { a }
         })
         .collect()
@@ -125,7 +123,12 @@ async fn main() -> ExitCode {
         cores: args.cores,
         memory_mb: args.memory,
         disk_mb: args.disk,
-        drivers: args.drivers.into_iter().map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect(),
+        drivers: args
+            .drivers
+            .into_iter()
+            .map(|d| d.trim().to_string())
+            .filter(|d| !d.is_empty())
+            .collect(),
         node_prefix: args.node_prefix,
         fail_after: args.fail_after.and_then(seconds),
         nodes_per_connection: args.nodes_per_connection,
@@ -192,7 +195,16 @@ mod tests {
         let v = |a: &[&str]| normalize_args(a.iter().map(|s| s.to_string()));
         assert_eq!(
             v(&["x", "-nodes", "5", "-fail-after=3", "--json", "-h", "--", "-keep"]),
-            ["x", "--nodes", "5", "--fail-after=3", "--json", "-h", "--", "-keep"]
+            [
+                "x",
+                "--nodes",
+                "5",
+                "--fail-after=3",
+                "--json",
+                "-h",
+                "--",
+                "-keep"
+            ]
         );
         let a = Args::try_parse_from(v(&["x", "-nodes", "5000", "-drivers", "exec,docker"])).expect("parse");
         assert_eq!(a.nodes, 5000);

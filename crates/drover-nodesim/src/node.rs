@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use drover_types::alloc::{AllocDeploymentStatus, client_status};
 use drover_types::job::NetworkResource;
 use drover_types::node::{
-    DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeReservedCpu, NodeReservedResources,
-    NodeResources, node_status,
+    DriverInfo, NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeReservedCpu,
+    NodeReservedResources, NodeResources, node_status,
 };
 use drover_types::time::Timestamp;
 use drover_types::{Allocation, Node, TaskEvent, TaskState};
@@ -141,7 +141,11 @@ pub fn task_names(a: &Allocation) -> Vec<String> {
         .and_then(|j| j.group(&a.task_group))
         .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect())
         .unwrap_or_default();
-    if names.is_empty() { vec![a.task_group.clone()] } else { names }
+    if names.is_empty() {
+        vec![a.task_group.clone()]
+    } else {
+        names
+    }
 }
 
 fn event(kind: &str, message: &str, now: i64) -> TaskEvent {
@@ -154,7 +158,13 @@ fn event(kind: &str, message: &str, now: i64) -> TaskEvent {
     }
 }
 
-fn report(id: &str, node_id: &str, status: &str, description: &str, tasks: BTreeMap<String, TaskState>) -> Allocation {
+fn report(
+    id: &str,
+    node_id: &str,
+    status: &str,
+    description: &str,
+    tasks: BTreeMap<String, TaskState>,
+) -> Allocation {
     Allocation {
         id: id.to_string(),
         node_id: node_id.to_string(),
@@ -184,7 +194,13 @@ pub fn running_update(a: &Allocation, now: i64) -> Allocation {
             (t, state)
         })
         .collect();
-    let mut r = report(&a.id, &a.node_id, client_status::RUNNING, "Tasks are running", tasks);
+    let mut r = report(
+        &a.id,
+        &a.node_id,
+        client_status::RUNNING,
+        "Tasks are running",
+        tasks,
+    );
     if !a.deployment_id.is_empty() {
         r.deployment_status = Some(AllocDeploymentStatus {
             healthy: Some(true),
@@ -214,7 +230,13 @@ pub fn complete_update(id: &str, node_id: &str, tasks: &[String], now: i64) -> A
             (t.clone(), state)
         })
         .collect();
-    report(id, node_id, client_status::COMPLETE, "All tasks have completed", tasks)
+    report(
+        id,
+        node_id,
+        client_status::COMPLETE,
+        "All tasks have completed",
+        tasks,
+    )
 }
 
 /// The report of an allocation whose tasks exited with code 1 (`-fail-after`): client status

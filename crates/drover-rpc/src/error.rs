@@ -92,9 +92,17 @@ impl From<Status> for RpcError {
             }
             // Transport failures surface as Unavailable/Unknown/Cancelled with tonic's text
             // ("transport error", "error trying to connect: ..."): all worth a retry.
-            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded | Code::Aborted
-            | Code::ResourceExhausted | Code::Unknown => RpcError::Unavailable {
-                message: if message.is_empty() { format!("{:?}", s.code()) } else { message },
+            Code::Unavailable
+            | Code::Cancelled
+            | Code::DeadlineExceeded
+            | Code::Aborted
+            | Code::ResourceExhausted
+            | Code::Unknown => RpcError::Unavailable {
+                message: if message.is_empty() {
+                    format!("{:?}", s.code())
+                } else {
+                    message
+                },
                 leader: s
                     .metadata()
                     .get(LEADER_METADATA)

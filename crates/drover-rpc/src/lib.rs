@@ -39,9 +39,12 @@
 //! methods only. Only the client↔server node service exists; server↔server forwarding and the
 //! Raft transport are meant to be further services on the same listener (see [`service`]).
 //!
-//! # Cost
-//! Measured on the 2-core dev machine with `drover-nodesim` (5,000 simulated nodes, each with a
-//! blocking alloc watch, over 10 connections): see `crates/drover-nodesim` docs for the numbers.
+//! # Cost (2-core dev machine, release build, loopback)
+//! - RPC layer alone (`tests::throughput`, a fake handler): ~16,000 sequential unary calls/s
+//!   (~60 µs round trip) and ~77,000 calls/s from 64 concurrent callers on one connection.
+//! - Against a real server (`drover-nodesim`, 5,000 nodes): 10,000 register/ready calls in
+//!   4.4–7 s, bounded by the server's writes, not by the RPC; a parked blocking query costs the
+//!   client ~2 KB of futures plus tonic/h2 stream state (≈18 KB per simulated node in all).
 
 pub mod codec;
 pub mod error;

@@ -281,7 +281,9 @@ impl NodeClient {
 
     /// Registers (or re-registers) `node`.
     pub async fn register(&self, node: Node) -> Result<NodeUpdateResponse, RpcError> {
-        self.rpc.unary(path::REGISTER, RegisterRequest { node }, CALL_TIMEOUT).await
+        self.rpc
+            .unary(path::REGISTER, RegisterRequest { node }, CALL_TIMEOUT)
+            .await
     }
 
     /// Heartbeats (`status` = `ready`) or changes the node's status.
@@ -314,12 +316,18 @@ impl NodeClient {
 
     /// Fetches allocations by ID (missing ones are left out of the answer).
     pub async fn get_allocs(&self, alloc_ids: Vec<String>) -> Result<GetAllocsResponse, RpcError> {
-        self.rpc.unary(path::GET_ALLOCS, GetAllocsRequest { alloc_ids }, CALL_TIMEOUT).await
+        self.rpc
+            .unary(path::GET_ALLOCS, GetAllocsRequest { alloc_ids }, CALL_TIMEOUT)
+            .await
     }
 
     /// Reports client-side changes of allocations on `node_id` (strip them with
     /// [`client_update`]).
-    pub async fn update_alloc(&self, node_id: &str, allocs: Vec<Allocation>) -> Result<UpdateAllocResponse, RpcError> {
+    pub async fn update_alloc(
+        &self,
+        node_id: &str,
+        allocs: Vec<Allocation>,
+    ) -> Result<UpdateAllocResponse, RpcError> {
         let req = UpdateAllocRequest {
             node_id: node_id.to_string(),
             allocs,

@@ -95,7 +95,10 @@ impl<N: NamedService> std::fmt::Debug for RpcService<N> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut methods: Vec<&String> = self.methods.keys().collect();
         methods.sort();
-        f.debug_struct("RpcService").field("name", &N::NAME).field("methods", &methods).finish()
+        f.debug_struct("RpcService")
+            .field("name", &N::NAME)
+            .field("methods", &methods)
+            .finish()
     }
 }
 
@@ -153,9 +156,7 @@ where
 
     fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
         let fut = (self.0)(request.into_inner());
-        Box::pin(async move {
-            fut.await.map(tonic::Response::new).map_err(tonic::Status::from)
-        })
+        Box::pin(async move { fut.await.map(tonic::Response::new).map_err(tonic::Status::from) })
     }
 }
 
@@ -220,7 +221,11 @@ pub struct RpcClient {
 
 impl RpcClient {
     fn endpoint(addr: &str) -> Result<Endpoint, RpcError> {
-        let uri = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
         Ok(Endpoint::from_shared(uri)
             .map_err(|e| RpcError::InvalidArgument(format!("invalid server address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(5))
@@ -266,7 +271,12 @@ impl RpcClient {
 
     /// Calls the unary method at `path` (`/drover.Node/Register`). The call is abandoned (and
     /// the server told so) after `timeout`.
-    pub async fn unary<Req, Resp>(&self, path: &'static str, req: Req, timeout: Duration) -> Result<Resp, RpcError>
+    pub async fn unary<Req, Resp>(
+        &self,
+        path: &'static str,
+        req: Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError>
     where
         Req: Serialize + Send + Sync + 'static,
         Resp: DeserializeOwned + Send + Sync + 'static,
@@ -287,7 +297,9 @@ impl RpcClient {
         };
         match tokio::time::timeout(timeout, call).await {
             Ok(r) => r,
-            Err(_) => Err(RpcError::unavailable(format!("{path}: no answer within {timeout:?}"))),
+            Err(_) => Err(RpcError::unavailable(format!(
+                "{path}: no answer within {timeout:?}"
+            ))),
         }
     }
 }

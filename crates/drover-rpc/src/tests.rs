@@ -20,7 +20,9 @@ impl NodeHandler for Fake {
     fn register(&self, req: RegisterRequest) -> BoxFuture<'_, Result<NodeUpdateResponse, RpcError>> {
         Box::pin(async move {
             if req.node.datacenter.is_empty() {
-                return Err(RpcError::InvalidArgument("missing datacenter for client registration".into()));
+                return Err(RpcError::InvalidArgument(
+                    "missing datacenter for client registration".into(),
+                ));
             }
             Ok(NodeUpdateResponse {
                 heartbeat_ttl: 10_000_000_000,
@@ -89,7 +91,12 @@ impl NodeHandler for Fake {
     }
 }
 
-async fn start() -> (String, Arc<Fake>, oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), RpcError>>) {
+async fn start() -> (
+    String,
+    Arc<Fake>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), RpcError>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr").to_string();
     let fake = Arc::new(Fake {
@@ -120,7 +127,10 @@ async fn calls_round_trip_and_errors_keep_their_kind() {
     assert_eq!(r.index, 7);
 
     let bad = c.register(Node::default()).await.expect_err("no datacenter");
-    assert_eq!(bad, RpcError::InvalidArgument("missing datacenter for client registration".into()));
+    assert_eq!(
+        bad,
+        RpcError::InvalidArgument("missing datacenter for client registration".into())
+    );
 
     c.update_status("n1", "ready").await.expect("heartbeat");
     assert_eq!(fake.heartbeats.load(Ordering::Relaxed), 1);
@@ -136,7 +146,10 @@ async fn calls_round_trip_and_errors_keep_their_kind() {
     );
     assert!(e.is_retryable());
 
-    let r = c.update_alloc("n1", vec![client_update(&Allocation::default()); 3]).await.expect("update");
+    let r = c
+        .update_alloc("n1", vec![client_update(&Allocation::default()); 3])
+        .await
+        .expect("update");
     assert_eq!(r.index, 3);
 
     // An unknown method is a clear, non-retryable error.
@@ -149,7 +162,10 @@ async fn calls_round_trip_and_errors_keep_their_kind() {
         )
         .await
         .expect_err("unimplemented");
-    assert!(matches!(e, RpcError::Internal(ref m) if m.contains("NoSuchMethod")), "{e:?}");
+    assert!(
+        matches!(e, RpcError::Internal(ref m) if m.contains("NoSuchMethod")),
+        "{e:?}"
+    );
 
     let _ = stop.send(());
     task.await.expect("join").expect("serve");
@@ -179,8 +195,14 @@ async fn blocking_queries_do_not_starve_other_calls_on_the_same_connection() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    c.update_status("n1", "ready").await.expect("heartbeat while 600 polls wait");
-    assert!(t.elapsed() < Duration::from_secs(2), "heartbeat waited {:?}", t.elapsed());
+    c.update_status("n1", "ready")
+        .await
+        .expect("heartbeat while 600 polls wait");
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "heartbeat waited {:?}",
+        t.elapsed()
+    );
 
     fake.changes.send_replace(2);
     let mut errs = Vec::new();
@@ -193,7 +215,12 @@ async fn blocking_queries_do_not_starve_other_calls_on_the_same_connection() {
             Err(e) => errs.push(e),
         }
     }
-    assert!(errs.is_empty(), "{} failed, first: {:?}", errs.len(), errs.first());
+    assert!(
+        errs.is_empty(),
+        "{} failed, first: {:?}",
+        errs.len(),
+        errs.first()
+    );
 }
 
 #[tokio::test]
@@ -201,7 +228,10 @@ async fn a_blocking_query_answers_at_max_wait() {
     let (addr, _fake, _stop, _task) = start().await;
     let c = NodeClient::connect(&addr).await.expect("connect");
     let t = Instant::now();
-    let r = c.get_client_allocs("n1", 1, Duration::from_millis(200)).await.expect("timeout answer");
+    let r = c
+        .get_client_allocs("n1", 1, Duration::from_millis(200))
+        .await
+        .expect("timeout answer");
     assert_eq!(r.index, 1, "nothing changed: index not above MinQueryIndex");
     assert!(t.elapsed() >= Duration::from_millis(200));
 }
@@ -218,4 +248,37 @@ async fn nothing_listening_is_unavailable() {
     assert!(e.is_retryable(), "{e:?}");
     let e = NodeClient::connect_lazy("not an address").expect_err("bad address");
     assert!(matches!(e, RpcError::InvalidArgument(_)), "{e:?}");
+}
+
+/// Not a test: unary calls per second through the RPC layer alone (fake handler, loopback, one
+/// connection, 64 concurrent callers).
+/// `cargo test --release -p drover-rpc -- --ignored --nocapture throughput`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn throughput() {
+    let (addr, _fake, _stop, _task) = start().await;
+    let c = NodeClient::connect(&addr).await.expect("connect");
+    for (label, concurrency) in [("sequential", 1usize), ("64 concurrent", 64)] {
+        let t = Instant::now();
+        let calls = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let (c, calls) = (c.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                while t.elapsed() < Duration::from_secs(3) {
+                    c.update_status("n1", "ready").await.expect("heartbeat");
+                    calls.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("join");
+        }
+        let n = calls.load(Ordering::Relaxed);
+        eprintln!(
+            "{label}: {n} calls in {:?} = {:.0}/s",
+            t.elapsed(),
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+    }
 }

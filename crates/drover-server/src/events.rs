@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 /// Batches kept for `index=` replays.
-pub const BUFFER_BATCHES: usize = 4096;
+pub const BUFFER_BATCHES: usize = 1024;
 
 /// One event.
 #[derive(Debug, Clone, Serialize)]

@@ -740,6 +740,11 @@ impl Server {
         {
             return Err(ServerError::BadRequest("node secret ID does not match".into()));
         }
+        // A node that registers again (an agent restart) keeps its stored status: it changes
+        // through heartbeats (`update_node_status`), so a restart does not flap the node.
+        if let Some(o) = &old {
+            node.status = o.status.clone();
+        }
         let transition = match &old {
             None => node.status == node_status::READY,
             Some(o) => {
@@ -829,6 +834,12 @@ impl Server {
         node_id: &str,
         status: &str,
     ) -> Result<NodeUpdateResponse, ServerError> {
+        // Heartbeat timers live on the leader only.
+        if !self.is_leader() {
+            return Err(ServerError::NoLeader {
+                leader: self.leader_addr(),
+            });
+        }
         let snap = self.snapshot();
         let Some(node) = snap.node(node_id) else {
             return Err(ServerError::NotFound("node"));
