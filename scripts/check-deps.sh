@@ -23,5 +23,5 @@ check drover-state tokio openraft tonic axum bollard drover-scheduler
 check drover-scheduler tokio openraft tonic axum bollard redb
 # server → raft, rpc: the transport and consensus crates never reach back into the server.
 check drover-raft drover-server tonic axum
-check drover-rpc drover-server openraft axum redb
+check drover-rpc drover-server openraft redb   # (tonic itself routes with axum)
 exit $fail

@@ -903,6 +903,59 @@ impl Server {
         Ok(resp)
     }
 
+    /// `PUT /v1/node/:id/evaluate`: a node-update evaluation for every job on (or for) the node.
+    pub async fn evaluate_node(&self, node_id: &str) -> Result<NodeUpdateResponse, ServerError> {
+        let snap = self.snapshot();
+        let Some(node) = snap.node(node_id) else {
+            return Err(ServerError::NotFound("node"));
+        };
+        let mut resp = NodeUpdateResponse {
+            node_modify_index: node.modify_index,
+            index: snap.latest_index(),
+            ..Default::default()
+        };
+        self.create_node_evals(node_id, now_unix(), &mut resp).await?;
+        if resp.eval_create_index > 0 {
+            resp.index = resp.eval_create_index;
+        }
+        Ok(resp)
+    }
+
+    /// `PUT /v1/node/:id/purge`: forgets the node; its jobs are re-evaluated so allocations
+    /// there are replaced.
+    pub async fn purge_node(&self, node_id: &str) -> Result<NodeUpdateResponse, ServerError> {
+        let snap = self.snapshot();
+        let Some(node) = snap.node(node_id) else {
+            return Err(ServerError::NotFound("node"));
+        };
+        let mut down = (*node).clone();
+        down.status = node_status::DOWN.into();
+        let evals = Self::node_evals(&snap, &down, now_unix());
+        let eval_ids: Vec<String> = evals.iter().map(|e| e.id.clone()).collect();
+        self.inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(node_id);
+        let out = self
+            .apply(Command::DeleteNodes {
+                ids: vec![node_id.to_string()],
+            })
+            .await?;
+        let mut resp = NodeUpdateResponse {
+            node_modify_index: out.index,
+            index: out.index,
+            ..Default::default()
+        };
+        if !evals.is_empty() {
+            let e = self.apply(Command::UpsertEvals { evals }).await?;
+            resp.eval_ids = eval_ids;
+            resp.eval_create_index = e.index;
+            resp.index = e.index;
+        }
+        Ok(resp)
+    }
+
     /// `node eligibility -enable|-disable`.
     pub async fn update_node_eligibility(
         &self,

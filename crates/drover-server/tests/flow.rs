@@ -376,3 +376,32 @@ async fn bad_jobs_are_refused_with_the_field_named() {
     assert!(err.to_string().contains("count"), "{err}");
     assert!(s.snapshot().jobs().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purging_a_node_replaces_its_allocations_elsewhere() {
+    let s = start().await;
+    let n0 = add_node(&s, 0).await;
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 2, 256, 50)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    let n1 = add_node(&s, 1).await;
+    let ev = s.evaluate_node(&n0).await.unwrap();
+    assert_eq!(ev.eval_ids.len(), 1, "one job runs on the node");
+    let purged = s.purge_node(&n0).await.unwrap();
+    assert_eq!(purged.eval_ids.len(), 1);
+    assert!(s.snapshot().node(&n0).is_none());
+    eventually("replaced on n1", || {
+        let live = live_allocs(&s, "web");
+        (live.len() == 2 && live.iter().all(|a| a.node_id == n1)).then_some(())
+    })
+    .await;
+    assert_eq!(s.purge_node(&n0).await.unwrap_err().to_string(), "node not found");
+}

@@ -64,11 +64,17 @@ pub(crate) async fn node(State(st): State<AppState>, req: Req) -> Result<Respons
     if let Some(id) = rest.strip_suffix("/eligibility") {
         return eligibility(&st, &req, id).await;
     }
-    if rest.ends_with("/evaluate") {
-        return Err(not_supported("node evaluate"));
+    if let Some(id) = rest.strip_suffix("/evaluate") {
+        only_write(&req)?;
+        let resp = NodeWriteResponse::from(st.server.evaluate_node(id).await?);
+        let index = resp.index;
+        return respond::write(&req, &resp, index);
     }
-    if rest.ends_with("/purge") {
-        return Err(not_supported("node purge"));
+    if let Some(id) = rest.strip_suffix("/purge") {
+        only_write(&req)?;
+        let resp = NodeWriteResponse::from(st.server.purge_node(id).await?);
+        let index = resp.index;
+        return respond::write(&req, &resp, index);
     }
     if rest == "pools" || rest.starts_with("pool/") {
         return Err(not_supported("node pools"));
