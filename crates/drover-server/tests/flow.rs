@@ -405,3 +405,32 @@ async fn purging_a_node_replaces_its_allocations_elsewhere() {
     .await;
     assert_eq!(s.purge_node(&n0).await.unwrap_err().to_string(), "node not found");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planning_a_resource_change_shows_destructive_updates() {
+    let s = start().await;
+    add_node(&s, 0).await;
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(job("web", 2, 256, 50)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    let plan = s
+        .plan_job(JobPlanRequest {
+            job: Some(job("web", 2, 512, 50)),
+            diff: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let u = &plan.annotations.unwrap().desired_tg_updates["web"];
+    assert_eq!(u.place, 0, "{u:?}");
+    assert_eq!(u.destructive_update + u.ignore, 2, "{u:?}");
+    assert!(u.destructive_update >= 1, "{u:?}");
+}
