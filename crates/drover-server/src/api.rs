@@ -170,3 +170,33 @@ pub struct ServerMember {
     /// `alive`, `leaving`, `left`, `failed`.
     pub status: String,
 }
+
+/// `PUT /v1/job/:id/dispatch` body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct JobDispatchRequest {
+    /// Base64 payload (at most 16 KiB decoded).
+    pub payload: Option<String>,
+    /// Metadata for the child (must satisfy the job's `meta_required` / `meta_optional`).
+    pub meta: BTreeMap<String, String>,
+    /// A retried dispatch with the same token returns the first child.
+    pub idempotency_token: String,
+}
+
+/// What a dispatch or a periodic force returns.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct JobDispatchResponse {
+    /// The child job's ID.
+    #[serde(rename = "DispatchedJobID")]
+    pub dispatched_job_id: String,
+    /// The child's evaluation.
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    /// Raft index of the evaluation.
+    pub eval_create_index: u64,
+    /// Raft index that created the child.
+    pub job_create_index: u64,
+    /// Raft index of the write.
+    pub index: u64,
+}

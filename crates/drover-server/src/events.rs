@@ -285,6 +285,11 @@ pub fn events_for(cmd: &Command, snap: &StateSnapshot, index: u64) -> EventBatch
                 ev.extend(events_for(c, snap, index).events);
             }
         }
+        Command::UpdateJobStability {
+            namespace, job_id, ..
+        } => {
+            ev.push(job_event(snap, namespace, job_id, "JobRegistered", index));
+        }
         Command::DeleteEvals { .. }
         | Command::SetSchedulerConfig { .. }
         | Command::DeleteAllocs { .. }

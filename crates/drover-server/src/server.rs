@@ -602,6 +602,194 @@ impl Server {
         })
     }
 
+    /// Registers a child of a periodic or parameterized job: the parent's spec without its
+    /// trigger, `ParentID` set, and its evaluation.
+    async fn launch_child(&self, mut child: Job) -> Result<JobDispatchResponse, ServerError> {
+        let now = now_unix();
+        child.submit_time = now;
+        let eval = Self::job_eval(
+            &child,
+            if child.dispatched {
+                "job-register"
+            } else {
+                "periodic-job"
+            },
+            0,
+            now,
+        );
+        let eval_id = eval.id.clone();
+        let id = child.id.clone();
+        let out = self
+            .apply(Command::UpsertJob {
+                job: child,
+                eval: Some(eval),
+            })
+            .await?;
+        Ok(JobDispatchResponse {
+            dispatched_job_id: id,
+            eval_id,
+            eval_create_index: out.index,
+            job_create_index: out.index,
+            index: out.index,
+        })
+    }
+
+    fn child_of(parent: &Job, id: String) -> Job {
+        let mut child = parent.clone();
+        child.id = id.clone();
+        child.name = id;
+        child.parent_id = parent.id.clone();
+        child.periodic = None;
+        child.parameterized_job = None;
+        child.stop = false;
+        child.status = String::new();
+        child.stable = false;
+        child
+    }
+
+    /// `PUT /v1/job/:id/periodic/force`: launches a periodic job's child now.
+    pub async fn force_periodic(
+        &self,
+        namespace: &str,
+        job_id: &str,
+    ) -> Result<JobDispatchResponse, ServerError> {
+        let snap = self.snapshot();
+        let Some(job) = snap.job(namespace, job_id) else {
+            return Err(ServerError::NotFound("job"));
+        };
+        if job.periodic.is_none() {
+            return Err(ServerError::BadRequest(
+                "can't force launch non-periodic job".into(),
+            ));
+        }
+        if job.stop {
+            return Err(ServerError::BadRequest("can't force launch a stopped job".into()));
+        }
+        let id = format!("{}/periodic-{}", job.id, now_unix() / 1_000_000_000);
+        if snap.job(&job.namespace, &id).is_some() {
+            return Err(ServerError::Conflict(format!(
+                "job {id:?} was launched less than a second ago"
+            )));
+        }
+        self.launch_child(Self::child_of(&job, id)).await
+    }
+
+    /// `PUT /v1/job/:id/dispatch`: creates a child of a parameterized job with its payload and
+    /// metadata.
+    pub async fn dispatch_job(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        req: JobDispatchRequest,
+    ) -> Result<JobDispatchResponse, ServerError> {
+        let snap = self.snapshot();
+        let Some(job) = snap.job(namespace, job_id) else {
+            return Err(ServerError::NotFound("job"));
+        };
+        let Some(param) = job.parameterized_job.as_ref() else {
+            return Err(ServerError::BadRequest(format!(
+                "Specified job {job_id:?} is not a parameterized job"
+            )));
+        };
+        if job.stop {
+            return Err(ServerError::BadRequest(format!(
+                "Specified job {job_id:?} is stopped"
+            )));
+        }
+        let payload = req.payload.filter(|p| !p.is_empty());
+        match (param.payload.as_str(), &payload) {
+            ("required", None) => {
+                return Err(ServerError::BadRequest(
+                    "Payload is not provided but required by parameterized job".into(),
+                ));
+            }
+            ("forbidden", Some(_)) => {
+                return Err(ServerError::BadRequest(
+                    "Payload provided but forbidden by parameterized job".into(),
+                ));
+            }
+            _ => {}
+        }
+        if let Some(p) = &payload
+            && p.len() > 16 * 1024 * 4 / 3 + 4
+        {
+            return Err(ServerError::BadRequest(
+                "Payload exceeds maximum size; 16384 bytes".into(),
+            ));
+        }
+        let missing: Vec<&String> = param
+            .meta_required
+            .iter()
+            .filter(|k| !req.meta.contains_key(*k))
+            .collect();
+        if !missing.is_empty() {
+            return Err(ServerError::BadRequest(format!(
+                "Dispatch did not provide required meta keys: {missing:?}"
+            )));
+        }
+        let unpermitted: Vec<&String> = req
+            .meta
+            .keys()
+            .filter(|k| !param.meta_required.contains(k) && !param.meta_optional.contains(k))
+            .collect();
+        if !unpermitted.is_empty() {
+            return Err(ServerError::BadRequest(format!(
+                "Dispatch established unpermitted metadata keys: {unpermitted:?}"
+            )));
+        }
+        if !req.idempotency_token.is_empty()
+            && let Some(existing) = snap.jobs().into_iter().find(|j| {
+                j.parent_id == job.id
+                    && j.namespace == job.namespace
+                    && j.dispatch_idempotency_token == req.idempotency_token
+                    && !j.stop
+            })
+        {
+            return Ok(JobDispatchResponse {
+                dispatched_job_id: existing.id.clone(),
+                job_create_index: existing.create_index,
+                index: snap.latest_index(),
+                ..Default::default()
+            });
+        }
+        let suffix = &new_id()[..8];
+        let id = format!("{}/dispatch-{}-{suffix}", job.id, now_unix() / 1_000_000_000);
+        let mut child = Self::child_of(&job, id);
+        child.dispatched = true;
+        child.payload = payload;
+        child.dispatch_idempotency_token = req.idempotency_token;
+        child.meta.extend(req.meta);
+        self.launch_child(child).await
+    }
+
+    /// `PUT /v1/job/:id/stable`: marks a version stable (or not). Returns the Raft index.
+    pub async fn set_job_stability(
+        &self,
+        namespace: &str,
+        job_id: &str,
+        version: u64,
+        stable: bool,
+    ) -> Result<u64, ServerError> {
+        let snap = self.snapshot();
+        let Some(job) = snap.job(namespace, job_id) else {
+            return Err(ServerError::NotFound("job"));
+        };
+        if snap.job_by_version(&job.namespace, job_id, version).is_none() {
+            return Err(ServerError::BadRequest(format!(
+                "job {job_id:?} has no version {version}"
+            )));
+        }
+        let out = self
+            .apply(Command::UpdateJobStability {
+                namespace: job.namespace.clone(),
+                job_id: job_id.to_string(),
+                version,
+                stable,
+            })
+            .await?;
+        Ok(out.index)
+    }
+
     /// A dry run: what the scheduler would do with this job, against the current state,
     /// without changing anything.
     pub async fn plan_job(&self, req: JobPlanRequest) -> Result<JobPlanResponse, ServerError> {
@@ -1858,6 +2046,16 @@ impl Server {
             upd.modify_time = now;
             self.apply(Command::UpsertDeployment { deployment: upd }).await?;
             tracing::info!(deployment = %d.id, job = %d.job_id, status, "deployment finished");
+            // A version that deployed successfully is stable (what auto-revert goes back to).
+            if status == ds::SUCCESSFUL {
+                self.apply(Command::UpdateJobStability {
+                    namespace: d.namespace.clone(),
+                    job_id: d.job_id.clone(),
+                    version: d.job_version,
+                    stable: true,
+                })
+                .await?;
+            }
             // A failed deployment stops the rollout: let the scheduler see it.
             if status == ds::FAILED
                 && let Some(job) = &job

@@ -434,3 +434,119 @@ async fn planning_a_resource_change_shows_destructive_updates() {
     assert_eq!(u.destructive_update + u.ignore, 2, "{u:?}");
     assert!(u.destructive_update >= 1, "{u:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_can_be_marked_stable() {
+    let s = start().await;
+    s.register_job(JobRegisterRequest {
+        job: Some(job("web", 1, 256, 50)),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(!s.snapshot().job("default", "web").unwrap().stable);
+    s.set_job_stability("default", "web", 0, true).await.unwrap();
+    assert!(s.snapshot().job("default", "web").unwrap().stable);
+    let err = s.set_job_stability("default", "web", 7, true).await.unwrap_err();
+    assert!(err.to_string().contains("no version 7"), "{err}");
+    assert_eq!(
+        s.set_job_stability("default", "nope", 0, true)
+            .await
+            .unwrap_err()
+            .to_string(),
+        "job not found"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_and_periodic_force_launch_children() {
+    use drover_server::api::JobDispatchRequest;
+    use drover_types::job::{ParameterizedJobConfig, PeriodicConfig};
+    let s = start().await;
+    add_node(&s, 0).await;
+    let mut param = mock::batch_job();
+    param.id = "render".into();
+    param.name = "render".into();
+    param.parameterized_job = Some(ParameterizedJobConfig {
+        payload: "required".into(),
+        meta_required: vec!["frame".into()],
+        meta_optional: vec![],
+    });
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(param),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(r.eval_id.is_empty(), "a parameterized parent gets no evaluation");
+    let no_payload = s
+        .dispatch_job("default", "render", JobDispatchRequest::default())
+        .await
+        .unwrap_err();
+    assert!(
+        no_payload.to_string().contains("Payload is not provided"),
+        "{no_payload}"
+    );
+    let mut req = JobDispatchRequest {
+        payload: Some("aGVsbG8=".into()),
+        ..Default::default()
+    };
+    let missing = s
+        .dispatch_job("default", "render", req.clone())
+        .await
+        .unwrap_err();
+    assert!(missing.to_string().contains("frame"), "{missing}");
+    req.meta.insert("frame".into(), "7".into());
+    req.idempotency_token = "once".into();
+    let d = s.dispatch_job("default", "render", req.clone()).await.unwrap();
+    assert!(
+        d.dispatched_job_id.starts_with("render/dispatch-"),
+        "{}",
+        d.dispatched_job_id
+    );
+    let child = s.snapshot().job("default", &d.dispatched_job_id).unwrap();
+    assert_eq!(child.parent_id, "render");
+    assert!(child.dispatched && child.parameterized_job.is_none());
+    assert_eq!(child.meta["frame"], "7");
+    eventually("child placed", || {
+        s.snapshot().eval(&d.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    assert!(
+        !s.snapshot()
+            .allocs_by_job("default", &d.dispatched_job_id)
+            .is_empty()
+    );
+    let again = s.dispatch_job("default", "render", req).await.unwrap();
+    assert_eq!(
+        again.dispatched_job_id, d.dispatched_job_id,
+        "same idempotency token, same child"
+    );
+
+    let mut periodic = mock::batch_job();
+    periodic.id = "nightly".into();
+    periodic.name = "nightly".into();
+    periodic.periodic = Some(PeriodicConfig {
+        enabled: true,
+        spec: "0 3 * * *".into(),
+        ..Default::default()
+    });
+    s.register_job(JobRegisterRequest {
+        job: Some(periodic),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let f = s.force_periodic("default", "nightly").await.unwrap();
+    assert!(f.dispatched_job_id.starts_with("nightly/periodic-"));
+    assert_eq!(
+        s.snapshot().eval(&f.eval_id).unwrap().triggered_by,
+        "periodic-job"
+    );
+    let not_periodic = s.force_periodic("default", "render").await.unwrap_err();
+    assert!(
+        not_periodic.to_string().contains("non-periodic"),
+        "{not_periodic}"
+    );
+}

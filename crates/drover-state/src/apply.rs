@@ -246,6 +246,36 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
                 s.touch(Table::Deployments, index);
             }
         }
+        Command::UpdateJobStability {
+            namespace,
+            job_id,
+            version,
+            stable,
+        } => {
+            let ns = ns_of(&namespace);
+            let vkey = (ns.clone(), job_id.clone(), version);
+            let Some(v) = s.job_versions.get(&vkey).cloned() else {
+                return Err(StateError::NotFound {
+                    kind: "job",
+                    id: format!("{job_id} version {version}"),
+                });
+            };
+            let mut v = (*v).clone();
+            v.stable = stable;
+            let v = Arc::new(v);
+            s.job_versions.insert(vkey, v.clone());
+            s.touch(Table::JobVersions, index);
+            // The current version carries the flag too (`GET /v1/job/:id` shows it).
+            let key = (ns, job_id);
+            if let Some(cur) = s.jobs.get(&key).cloned()
+                && cur.version == version
+            {
+                let mut cur = (*cur).clone();
+                cur.stable = stable;
+                s.jobs.insert(key, Arc::new(cur));
+                s.touch(Table::Jobs, index);
+            }
+        }
         Command::Batch { .. } => return Err(StateError::Invalid("nested batch".into())),
     }
     for key in affected {
@@ -331,6 +361,7 @@ fn jobs_of(s: &StateSnapshot, command: &Command) -> BTreeSet<JobKey> {
         | Command::SetSchedulerConfig { .. }
         | Command::UpsertDeployment { .. }
         | Command::DeleteDeployments { .. }
+        | Command::UpdateJobStability { .. }
         | Command::Batch { .. } => {}
     }
     keys

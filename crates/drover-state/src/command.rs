@@ -166,6 +166,17 @@ pub enum Command {
         /// Deployment IDs.
         ids: Vec<String>,
     },
+    /// Marks a job version stable (or not): a successful deployment, or `job stable`.
+    UpdateJobStability {
+        /// Namespace.
+        namespace: String,
+        /// Job ID.
+        job_id: String,
+        /// The version.
+        version: u64,
+        /// Stable or not.
+        stable: bool,
+    },
     /// Several commands in one Raft entry (group commit): they apply in order at the entry's
     /// index, each all-or-nothing on its own; the outcome lists one result per command.
     Batch {
@@ -204,6 +215,7 @@ impl Command {
             Command::UpsertDeployment { .. } => "UpsertDeployment",
             Command::DeleteAllocs { .. } => "DeleteAllocs",
             Command::DeleteDeployments { .. } => "DeleteDeployments",
+            Command::UpdateJobStability { .. } => "UpdateJobStability",
             Command::Batch { .. } => "Batch",
         }
     }

@@ -1192,3 +1192,44 @@ fn drover_testkit_free_node(id: &str) -> drover_types::Node {
         ..Default::default()
     }
 }
+
+#[test]
+fn job_stability_marks_the_version_and_the_current_job() {
+    let store = StateStore::new();
+    let mut job = drover_types::Job {
+        id: "web".into(),
+        namespace: "default".into(),
+        job_type: "service".into(),
+        ..Default::default()
+    };
+    store
+        .apply(
+            1,
+            Command::UpsertJob {
+                job: job.clone(),
+                eval: None,
+            },
+        )
+        .unwrap();
+    job.priority = 70;
+    store.apply(2, Command::UpsertJob { job, eval: None }).unwrap();
+    let set = |_i: u64, v: u64| Command::UpdateJobStability {
+        namespace: "default".into(),
+        job_id: "web".into(),
+        version: v,
+        stable: true,
+    };
+    store.apply(3, set(3, 0)).unwrap();
+    let snap = store.snapshot();
+    assert!(snap.job_by_version("default", "web", 0).unwrap().stable);
+    assert!(
+        !snap.job("default", "web").unwrap().stable,
+        "version 1 is current"
+    );
+    store.apply(4, set(4, 1)).unwrap();
+    assert!(store.snapshot().job("default", "web").unwrap().stable);
+    assert!(matches!(
+        store.apply(5, set(5, 9)),
+        Err(StateError::NotFound { .. })
+    ));
+}

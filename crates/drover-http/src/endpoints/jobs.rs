@@ -78,11 +78,27 @@ pub(crate) async fn job(State(st): State<AppState>, req: Req) -> Result<Response
     if let Some(id) = suffix("/revert") {
         return revert(&st, &req, id).await;
     }
+    if let Some(id) = suffix("/stable") {
+        return stable(&st, &req, id).await;
+    }
+    if let Some(id) = suffix("/periodic/force") {
+        only_write(&req)?;
+        let resp = st.server.force_periodic(&req.namespace(), id).await?;
+        let index = resp.index;
+        let body = json!({"EvalID": resp.eval_id, "EvalCreateIndex": resp.eval_create_index, "Index": index});
+        return respond::write(&req, &body, index);
+    }
+    if let Some(id) = suffix("/dispatch") {
+        only_write(&req)?;
+        let mut body: drover_server::api::JobDispatchRequest = decode_optional_body(&req)?;
+        if let Some(t) = req.get("idempotency_token") {
+            body.idempotency_token = t.to_string();
+        }
+        let resp = st.server.dispatch_job(&req.namespace(), id, body).await?;
+        let index = resp.index;
+        return respond::write(&req, &resp, index);
+    }
     for (s, what) in [
-        ("/periodic/force", "periodic force"),
-        ("/dispatch", "job dispatch"),
-        ("/dispatch/payload", "job dispatch"),
-        ("/stable", "marking a job version stable"),
         ("/submission", "job submissions"),
         ("/services", "service registrations"),
         ("/actions", "job actions"),
@@ -497,6 +513,50 @@ async fn evaluate(st: &AppState, req: &Req, id: &str) -> Result<Response, ApiErr
         .await?;
     let index = resp.index;
     respond::write(req, &respond::with_query_meta(st, &resp, index)?, index)
+}
+
+/// `PUT /v1/job/<id>/stable` body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct StableBody {
+    #[serde(rename = "JobID")]
+    job_id: String,
+    job_version: u64,
+    stable: bool,
+}
+
+/// `JobStabilityResponse`.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct StableResponse {
+    index: u64,
+    job_modify_index: u64,
+}
+
+async fn stable(st: &AppState, req: &Req, id: &str) -> Result<Response, ApiError> {
+    only_write(req)?;
+    let body: StableBody = decode_body(req)?;
+    if !body.job_id.is_empty() && body.job_id != id {
+        return Err(ApiError::BadRequest("Job ID does not match".into()));
+    }
+    let index = st
+        .server
+        .set_job_stability(&req.namespace(), id, body.job_version, body.stable)
+        .await?;
+    let job_modify_index = st
+        .server
+        .snapshot()
+        .job(&req.namespace(), id)
+        .map(|j| j.job_modify_index)
+        .unwrap_or(0);
+    respond::write(
+        req,
+        &StableResponse {
+            index,
+            job_modify_index,
+        },
+        index,
+    )
 }
 
 /// `PUT /v1/job/<id>/revert` body.
