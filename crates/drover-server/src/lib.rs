@@ -36,6 +36,7 @@ pub mod broker;
 pub mod error;
 pub mod events;
 pub mod log;
+pub mod periodic;
 pub mod plan_apply;
 pub mod rpc_impl;
 pub mod server;

@@ -450,6 +450,21 @@ impl Server {
                 )));
             }
         }
+        let mut warnings = warnings;
+        if let Some(p) = &job.periodic {
+            let spec = p.spec.clone();
+            if let Err(e) = crate::periodic::Cron::parse(&spec) {
+                return Err(ServerError::Validation(format!(
+                    "1 error occurred:\n\t* Periodic specification invalid: {spec:?}: {e}\n\n"
+                )));
+            }
+            if !p.time_zone.is_empty() && p.time_zone != "UTC" {
+                warnings.push(format!(
+                    "periodic time_zone {:?} is not applied yet: the schedule is evaluated in UTC",
+                    p.time_zone
+                ));
+            }
+        }
         Ok((job, warnings.join("\n")))
     }
 
@@ -1455,6 +1470,7 @@ impl Server {
         tokio::spawn(self.clone().periodic_duties(term));
         tokio::spawn(self.clone().drainer(term));
         tokio::spawn(self.clone().deployment_watcher(term));
+        tokio::spawn(self.clone().periodic_dispatcher(term));
         tracing::info!(name = %self.inner.config.name, "established leadership");
     }
 
@@ -2064,6 +2080,84 @@ impl Server {
                 e.deployment_id = d.id.clone();
                 self.apply(Command::UpsertEvals { evals: vec![e] }).await?;
             }
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    /// The periodic dispatcher: launches `<job>/periodic-<unix>` children when a periodic job's
+    /// schedule comes due (UTC). After a leader change or downtime only the most recent missed
+    /// launch runs. With `prohibit_overlap`, a launch is skipped while a child still runs.
+    async fn periodic_dispatcher(self, term: u64) {
+        let mut last: HashMap<(String, String), i64> = HashMap::new();
+        while self.leader_sleep(term, Duration::from_secs(1)).await {
+            if let Err(e) = self.dispatch_periodic_once(&mut last).await {
+                tracing::warn!(error = %e, "periodic dispatcher pass failed");
+            }
+        }
+    }
+
+    async fn dispatch_periodic_once(
+        &self,
+        last: &mut HashMap<(String, String), i64>,
+    ) -> Result<(), ServerError> {
+        let snap = self.snapshot();
+        let now = now_unix() / 1_000_000_000;
+        let jobs = snap.jobs();
+        for job in &jobs {
+            let Some(p) = job.periodic.as_ref().filter(|p| p.enabled) else {
+                continue;
+            };
+            if job.stop || !job.parent_id.is_empty() {
+                continue;
+            }
+            let Ok(cron) = crate::periodic::Cron::parse(&p.spec) else {
+                continue;
+            };
+            let key = (job.namespace.clone(), job.id.clone());
+            let prefix = format!("{}/periodic-", job.id);
+            let children: Vec<&Arc<Job>> = jobs
+                .iter()
+                .filter(|c| c.namespace == job.namespace && c.parent_id == job.id)
+                .collect();
+            // The last launch: remembered, else the newest child's launch time, else the
+            // registration.
+            let base = *last.entry(key.clone()).or_insert_with(|| {
+                children
+                    .iter()
+                    .filter_map(|c| c.id.strip_prefix(&prefix).and_then(|t| t.parse::<i64>().ok()))
+                    .max()
+                    .unwrap_or(job.submit_time / 1_000_000_000)
+            });
+            let Some(mut due) = cron.next_after(base) else {
+                continue;
+            };
+            if due > now {
+                continue;
+            }
+            // Only the most recent missed launch runs.
+            for _ in 0..100_000 {
+                match cron.next_after(due) {
+                    Some(n) if n <= now => due = n,
+                    _ => break,
+                }
+            }
+            last.insert(key, due);
+            if p.prohibit_overlap
+                && children
+                    .iter()
+                    .any(|c| drover_state::apply::job_status(&snap, c) != "dead")
+            {
+                tracing::info!(job = %job.id, "periodic launch skipped: a previous child is still running");
+                continue;
+            }
+            let id = format!("{prefix}{due}");
+            if snap.job(&job.namespace, &id).is_some() {
+                continue;
+            }
+            self.launch_child(Self::child_of(job, id.clone())).await?;
+            tracing::info!(job = %job.id, child = %id, "periodic job launched");
         }
         Ok(())
     }

@@ -550,3 +550,59 @@ async fn dispatch_and_periodic_force_launch_children() {
         "{not_periodic}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn periodic_jobs_launch_on_schedule_and_respect_prohibit_overlap() {
+    use drover_types::job::PeriodicConfig;
+    let s = start().await;
+    add_node(&s, 0).await;
+    let periodic = |id: &str, overlap: bool| {
+        let mut j = mock::batch_job();
+        j.id = id.into();
+        j.name = id.into();
+        j.task_groups[0].count = 1;
+        j.periodic = Some(PeriodicConfig {
+            enabled: true,
+            spec: "* * * * * *".into(), // every second (6 fields: seconds first)
+            prohibit_overlap: overlap,
+            ..Default::default()
+        });
+        j
+    };
+    for (id, overlap) in [("every", false), ("single", true)] {
+        s.register_job(JobRegisterRequest {
+            job: Some(periodic(id, overlap)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    }
+    let children = |parent: &str| {
+        s.snapshot()
+            .jobs()
+            .into_iter()
+            .filter(|j| j.parent_id == parent)
+            .count()
+    };
+    eventually("two launches of `every`", || {
+        (children("every") >= 2).then_some(())
+    })
+    .await;
+    // `single`'s first child never finishes (no client reports it), so no second launch.
+    assert_eq!(children("single"), 1);
+    let bad = s
+        .register_job(JobRegisterRequest {
+            job: Some({
+                let mut j = periodic("bad", false);
+                j.periodic.as_mut().unwrap().spec = "61 * * * *".into();
+                j
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        bad.to_string().contains("Periodic specification invalid"),
+        "{bad}"
+    );
+}
