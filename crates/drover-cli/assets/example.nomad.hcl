@@ -4,8 +4,9 @@
 #   drover job validate example.nomad.hcl
 #   drover job run -output example.nomad.hcl
 #
-# Once the agent lands (issue #4) it runs on a dev agent, where raw_exec is
-# enabled: `drover agent -dev`, then `drover job run example.nomad.hcl`.
+# Run it on a dev agent: `drover agent -dev`, then `drover job run
+# example.nomad.hcl`. (Until the client lands, the dev agent schedules onto
+# simulated nodes: start `drover-nodesim -nodes 3` first.)
 #
 # No container image is needed: the task is a shell loop run by the raw_exec
 # driver, so it works on a fresh machine without a registry.

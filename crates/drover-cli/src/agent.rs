@@ -94,6 +94,8 @@ pub struct AgentConfig {
     pub min_heartbeat_ttl: Option<std::time::Duration>,
     /// Config-file keys Nomad knows that Drover ignores (reported at startup).
     pub ignored: Vec<String>,
+    /// The configuration files read.
+    pub loaded: Vec<String>,
 }
 
 impl Default for AgentConfig {
@@ -113,6 +115,7 @@ impl Default for AgentConfig {
             heartbeat_grace: None,
             min_heartbeat_ttl: None,
             ignored: Vec::new(),
+            loaded: Vec::new(),
         }
     }
 }
@@ -223,7 +226,7 @@ impl AgentConfig {
                                 "http" => self.http_port = as_port(pv, &path)?,
                                 "rpc" => self.rpc_port = as_port(pv, &path)?,
                                 "serf" => self.serf_port = as_port(pv, &path)?,
-                                _ => return Err(format!("unknown key {path} (known: http, rpc, serf)")),
+                                _ => return Err(format!("unknown key {path:?} (known: http, rpc, serf)")),
                             }
                         }
                     }
@@ -267,7 +270,11 @@ impl AgentConfig {
                                 | "node_gc_threshold"
                                 | "deployment_gc_threshold"
                                 | "raft_multiplier" => self.ignored.push(path),
-                                _ => return Err(format!("unknown key {path}")),
+                                _ => {
+                                    return Err(format!(
+                                        "unknown key {path:?} (known: enabled, bootstrap_expect, num_schedulers, heartbeat_grace, min_heartbeat_ttl, data_dir)"
+                                    ));
+                                }
                             }
                         }
                     }
@@ -364,8 +371,8 @@ pub fn run(args: AgentArgs) -> u8 {
     rt.block_on(async move {
         match start(config).await {
             Ok(agent) => {
-                wait_for_signal().await;
-                println!("==> Caught signal: interrupt");
+                let signal = wait_for_signal().await;
+                println!("==> Caught signal: {signal}");
                 println!("==> Gracefully shutting down agent...");
                 agent.stop().await;
                 0
@@ -384,31 +391,26 @@ fn init_logging(level: &str) {
         // Our crates at the chosen level; dependencies (openraft, h2, ...) quieter.
         format!("warn,drover_server={l},drover_raft={l},drover_http={l},drover_rpc={l},drover_cli={l},openraft=warn")
     });
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
-async fn wait_for_signal() {
+async fn wait_for_signal() -> &'static str {
     let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(t) => t,
+        Err(_) => {
+            let _ = ctrl_c.await;
+            return "interrupt";
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+    };
+    tokio::select! {
+        _ = ctrl_c => "interrupt",
+        _ = term.recv() => "terminated",
     }
 }
 
@@ -535,10 +537,10 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, String> {
 
 fn print_banner(c: &AgentConfig, http: SocketAddr, rpc: SocketAddr, raft: &drover_raft::RaftNode) {
     let adv = advertise_ip(&c.bind_addr);
-    if c.dev {
+    if c.loaded.is_empty() {
         println!("==> No configuration files loaded");
     } else {
-        println!("==> Loaded configuration");
+        println!("==> Loaded configuration from {}", c.loaded.join(", "));
     }
     println!("==> Starting Drover agent...");
     println!("==> Drover agent configuration:\n");
@@ -571,7 +573,11 @@ fn print_banner(c: &AgentConfig, http: SocketAddr, rpc: SocketAddr, raft: &drove
         println!(
             "==> Dev mode: this agent runs the server only; the client (task drivers) is not built yet."
         );
-        println!("    Add simulated nodes to schedule onto:  cargo run -q -p drover-nodesim -- -nodes 3");
+        println!(
+            "    Add simulated nodes to schedule onto:  cargo run -q -p drover-nodesim -- -address {}:{} -nodes 3",
+            advertise_ip(&c.bind_addr),
+            rpc.port()
+        );
     }
     println!("==> Drover agent started! Log data will stream in below:\n");
 }

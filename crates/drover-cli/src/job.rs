@@ -533,7 +533,7 @@ pub async fn stop_job(a: &StopArgs, client: &Client, ui: &mut Ui) -> u8 {
         ui.output(&resp.eval_id);
         return 0;
     }
-    monitor_eval(client, ui, &resp.eval_id, a.verbose).await
+    crate::monitor::monitor_eval_with(client, ui, &resp.eval_id, a.verbose, false).await
 }
 
 #[cfg(test)]

@@ -229,6 +229,18 @@ pub fn failed_placements(
 /// Polls an evaluation until it is terminal, printing progress; follows `NextEval`, then the
 /// deployment. Returns 0, 1 (error, failed eval or deployment) or 2 (placement failures).
 pub async fn monitor_eval(client: &Client, ui: &mut Ui, eval_id: &str, verbose: bool) -> u8 {
+    monitor_eval_with(client, ui, eval_id, verbose, true).await
+}
+
+/// Like [`monitor_eval`]; with `follow_deployment = false` (what `job stop` uses) it stops
+/// after the evaluation: a stopped job's deployment is cancelled, which is no failure.
+pub async fn monitor_eval_with(
+    client: &Client,
+    ui: &mut Ui,
+    eval_id: &str,
+    verbose: bool,
+    follow_deployment: bool,
+) -> u8 {
     let mut eval_id = eval_id.to_string();
     let mut state = EvalState::submitted();
     let mut placement_failed = false;
@@ -313,7 +325,7 @@ pub async fn monitor_eval(client: &Client, ui: &mut Ui, eval_id: &str, verbose: 
     if placement_failed {
         return 2;
     }
-    if !state.deployment.is_empty() {
+    if follow_deployment && !state.deployment.is_empty() {
         let code = monitor_deployment(client, ui, &state.deployment, verbose).await;
         return code.max(u8::from(eval_failed));
     }

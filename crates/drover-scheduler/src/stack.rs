@@ -93,11 +93,11 @@ pub struct Stack {
     empty_usage: Arc<NodeUsage>,
     base_limit: usize,
     checker: ConstraintChecker,
-    /// Keyed by the node's address: the candidates' `Arc<Node>`s live as long as this stack,
-    /// and hashing a pointer is far cheaper than hashing a 36-byte ID on the hot path.
-    classes: FastMap<usize, Arc<str>>,
     job_eligibility: FastMap<Arc<str>, bool>,
     group_eligibility: FastMap<String, FastMap<Arc<str>, bool>>,
+    /// Why a class was found infeasible ("" = job level, else the group), so nodes skipped by
+    /// the cache are reported with the constraint that ruled their class out.
+    ineligible_reasons: FastMap<(String, Arc<str>), String>,
     groups: FastMap<String, Arc<GroupInfo>>,
     job_escapes: bool,
     pub(crate) rng: Rng,
@@ -121,9 +121,9 @@ impl Stack {
             offset: 0,
             base_limit: 2,
             checker: ConstraintChecker::new(),
-            classes: FastMap::default(),
             job_eligibility: FastMap::default(),
             group_eligibility: FastMap::default(),
+            ineligible_reasons: FastMap::default(),
             groups: FastMap::default(),
             placed: FastMap::default(),
             empty_usage: Arc::new(NodeUsage { allocs: Vec::new() }),
@@ -171,20 +171,6 @@ impl Stack {
     /// The candidate count.
     pub fn node_count(&self) -> usize {
         self.nodes.len()
-    }
-
-    fn class_of(&mut self, node: &Node) -> Arc<str> {
-        let key = node as *const Node as usize;
-        if let Some(c) = self.classes.get(&key) {
-            return c.clone();
-        }
-        let c: Arc<str> = if node.computed_class.is_empty() {
-            Arc::from(feasible::computed_class(node))
-        } else {
-            Arc::from(node.computed_class.as_str())
-        };
-        self.classes.insert(key, c.clone());
-        c
     }
 
     /// Facts about a group computed once per evaluation.
@@ -565,20 +551,24 @@ impl Stack {
             }
             collisions += p.groups.get(tg.name.as_str()).copied().unwrap_or(0);
         }
-        let class = cand.class.clone();
         let job_level = job.constraints.iter().map(|c| (c, false));
         for (c, group_level) in job_level.chain(tg.constraints.iter().map(|c| (c, true))) {
             if c.operand == "distinct_hosts" && (c.r_target.is_empty() || c.r_target == "true") {
                 let clash = if group_level { collisions > 0 } else { same_job };
                 if clash {
-                    Self::filter(&class, c.to_string(), metrics);
+                    Self::filter(&node.node_class, c.to_string(), metrics);
                     return None;
                 }
             }
         }
         let exhausted = |dim: &str, metrics: &mut AllocMetric| {
             metrics.nodes_exhausted += 1;
-            *metrics.class_exhausted.entry(class.to_string()).or_default() += 1;
+            if !node.node_class.is_empty() {
+                *metrics
+                    .class_exhausted
+                    .entry(node.node_class.clone())
+                    .or_default() += 1;
+            }
             *metrics.dimension_exhausted.entry(dim.to_string()).or_default() += 1;
         };
         if cand.max_allocs > 0 && count > cand.max_allocs {
@@ -606,16 +596,23 @@ impl Stack {
         Some((scores, final_score))
     }
 
-    /// A node filtered by a cached class decision (no constraint text to report).
-    fn class_filtered(class: &str, metrics: &mut AllocMetric) {
-        metrics.nodes_filtered += 1;
-        *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+    /// A node filtered by a cached class decision: reported with the reason its class was
+    /// ruled out (Nomad says only "computed class ineligible").
+    fn class_filtered(&self, level: &str, class: &Arc<str>, node: &Node, metrics: &mut AllocMetric) {
+        let reason = self
+            .ineligible_reasons
+            .get(&(level.to_string(), class.clone()))
+            .cloned()
+            .unwrap_or_else(|| "computed class ineligible".into());
+        Self::filter(&node.node_class, reason, metrics);
     }
 
-    fn filter(class: &str, reason: String, metrics: &mut AllocMetric) {
+    /// Records a filtered node: by constraint text, and by the node's class (`node_class`, the
+    /// operator's name for it) when it has one, as Nomad's `ClassFiltered` does.
+    fn filter(node_class: &str, reason: String, metrics: &mut AllocMetric) {
         metrics.nodes_filtered += 1;
-        if !class.is_empty() {
-            *metrics.class_filtered.entry(class.to_string()).or_default() += 1;
+        if !node_class.is_empty() {
+            *metrics.class_filtered.entry(node_class.to_string()).or_default() += 1;
         }
         *metrics.constraint_filtered.entry(reason).or_default() += 1;
     }
@@ -638,7 +635,7 @@ impl Stack {
         };
         match cached {
             Some(false) => {
-                Self::class_filtered(class, metrics);
+                self.class_filtered("", class, node, metrics);
                 return false;
             }
             Some(true) => {}
@@ -649,8 +646,10 @@ impl Stack {
                         if !self.job_escapes {
                             self.job_eligibility.insert(class.clone(), false);
                             self.class_eligibility.insert(class.to_string(), false);
+                            self.ineligible_reasons
+                                .insert((String::new(), class.clone()), c.to_string());
                         }
-                        Self::filter(class, c.to_string(), metrics);
+                        Self::filter(&node.node_class, c.to_string(), metrics);
                         return false;
                     }
                 }
@@ -673,7 +672,7 @@ impl Stack {
         };
         match cached {
             Some(false) => {
-                Self::class_filtered(class, metrics);
+                self.class_filtered(&tg.name, class, node, metrics);
                 return false;
             }
             Some(true) => {}
@@ -690,14 +689,22 @@ impl Stack {
                     *e = *e || ok;
                 }
                 if let Some(reason) = reason {
-                    Self::filter(class, reason, metrics);
+                    if !info.escapes {
+                        self.ineligible_reasons
+                            .insert((tg.name.clone(), class.clone()), reason.clone());
+                    }
+                    Self::filter(&node.node_class, reason, metrics);
                     return false;
                 }
             }
         }
         // Availability (never cached).
         if info.has_volumes && !feasible::host_volumes_ok(node, tg) {
-            Self::filter(class, "missing compatible host volumes".into(), metrics);
+            Self::filter(
+                &node.node_class,
+                "missing compatible host volumes".into(),
+                metrics,
+            );
             return false;
         }
         true
@@ -821,7 +828,6 @@ impl Stack {
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
     ) -> Option<RankedNode> {
-        let class = self.class_of(node);
         let job = self.job.clone();
         let existing = state.allocs_by_node(&node.id);
         let stops: Vec<&str> = plan
@@ -863,20 +869,20 @@ impl Stack {
                             && (!group_level || a.task_group == tg.name)
                     });
                     if clash {
-                        Self::filter(&class, c.to_string(), metrics);
+                        Self::filter(&node.node_class, c.to_string(), metrics);
                         return None;
                     }
                 }
                 "distinct_property" => {
                     let allowed: i64 = c.r_target.parse().unwrap_or(1).max(1);
                     let Some(value) = feasible::resolve_target(&c.l_target, node) else {
-                        Self::filter(&class, c.to_string(), metrics);
+                        Self::filter(&node.node_class, c.to_string(), metrics);
                         return None;
                     };
                     let group = group_level.then_some(tg.name.as_str());
                     let counts = self.property_counts(state, plan, &c.l_target, group);
                     if counts.counts.get(&value).copied().unwrap_or(0) >= allowed {
-                        Self::filter(&class, c.to_string(), metrics);
+                        Self::filter(&node.node_class, c.to_string(), metrics);
                         return None;
                     }
                 }
@@ -886,7 +892,12 @@ impl Stack {
 
         let exhausted = |dim: String, metrics: &mut AllocMetric| {
             metrics.nodes_exhausted += 1;
-            *metrics.class_exhausted.entry(class.to_string()).or_default() += 1;
+            if !node.node_class.is_empty() {
+                *metrics
+                    .class_exhausted
+                    .entry(node.node_class.clone())
+                    .or_default() += 1;
+            }
             *metrics.dimension_exhausted.entry(dim).or_default() += 1;
         };
 

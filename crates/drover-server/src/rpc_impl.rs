@@ -87,7 +87,11 @@ impl Server {
             let table_index = snap.table_index(Table::Allocs);
             let allocs = snap.allocs_by_node(&req.node_id);
             let changed = allocs.iter().map(|a| a.alloc_modify_index).max().unwrap_or(0);
-            if req.min_index == 0 || changed > req.min_index || Instant::now() >= deadline {
+            // A client ahead of this server's state (the cluster was rebuilt from an empty data
+            // dir) would otherwise wait for an index that may never come: answer now, so it
+            // resynchronises from what this server has.
+            let ahead = req.min_index > snap.latest_index();
+            if req.min_index == 0 || ahead || changed > req.min_index || Instant::now() >= deadline {
                 let allocs: BTreeMap<String, u64> = allocs
                     .iter()
                     .map(|a| (a.id.clone(), a.alloc_modify_index))

@@ -91,7 +91,7 @@ pub struct ServerConfig {
     pub gc_interval: Duration,
     /// GC age thresholds.
     pub gc_thresholds: GcThresholds,
-    /// Largest `count` a group may ask for.
+    /// Largest `count` a group may ask for (the same limit job validation applies).
     pub max_count: i64,
 }
 
@@ -107,7 +107,7 @@ impl Default for ServerConfig {
             heartbeat: HeartbeatConfig::default(),
             gc_interval: Duration::from_secs(300),
             gc_thresholds: GcThresholds::default(),
-            max_count: 50_000,
+            max_count: 100_000,
         }
     }
 }
@@ -852,6 +852,10 @@ impl Server {
         // The CLI dereferences DesiredTGUpdates: always have an entry per group.
         for tg in &job.task_groups {
             annotations.desired_tg_updates.entry(tg.name.clone()).or_default();
+        }
+        let mut diff = diff;
+        if let Some(d) = diff.as_mut() {
+            annotate_diff(d, &annotations);
         }
         Ok(JobPlanResponse {
             annotations: Some(annotations),
@@ -1997,7 +2001,8 @@ impl Server {
     /// progress deadline; cancelled when the job moved on) and, while one runs, asks the
     /// scheduler for the next batch whenever more allocations turned healthy.
     async fn deployment_watcher(self, term: u64) {
-        let mut seen: HashMap<String, i64> = HashMap::new();
+        // Deployment ID → (healthy allocations, when that number last grew, Unix ns).
+        let mut seen: HashMap<String, (i64, i64)> = HashMap::new();
         while self.leader_sleep(term, Duration::from_millis(250)).await {
             if let Err(e) = self.watch_deployments_once(&mut seen).await {
                 tracing::warn!(error = %e, "deployment watcher pass failed");
@@ -2005,7 +2010,10 @@ impl Server {
         }
     }
 
-    async fn watch_deployments_once(&self, seen: &mut HashMap<String, i64>) -> Result<(), ServerError> {
+    async fn watch_deployments_once(
+        &self,
+        seen: &mut HashMap<String, (i64, i64)>,
+    ) -> Result<(), ServerError> {
         use drover_types::eval::deployment_status as ds;
         let snap = self.snapshot();
         let now = now_unix();
@@ -2023,9 +2031,17 @@ impl Server {
                 }
                 Some(_) => {
                     let unhealthy = d.task_groups.values().any(|g| g.unhealthy_allocs > 0);
+                    // Progress = more healthy allocations; a group must make some within its
+                    // progress_deadline (from the deployment's start, then from the last).
+                    let last_progress = seen.get(&d.id).map(|(_, t)| *t).unwrap_or(if d.create_time > 0 {
+                        d.create_time.min(now)
+                    } else {
+                        now
+                    });
                     let late = d.task_groups.values().any(|g| {
-                        g.require_progress_by.is_some_and(|t| t.0 > 0 && t.0 < now)
-                            && g.healthy_allocs < g.desired_total
+                        g.healthy_allocs < g.desired_total
+                            && (g.require_progress_by.is_some_and(|t| t.0 > 0 && t.0 < now)
+                                || (g.progress_deadline > 0 && now - last_progress > g.progress_deadline))
                     });
                     let done = d.task_groups.values().all(|g| {
                         g.healthy_allocs >= g.desired_total && (g.desired_canaries == 0 || g.promoted)
@@ -2044,10 +2060,20 @@ impl Server {
             if status.is_empty() {
                 // Still running: more healthy allocations may let the next batch go.
                 let healthy: i64 = d.task_groups.values().map(|g| g.healthy_allocs).sum();
-                let before = seen.insert(d.id.clone(), healthy);
-                if before.is_some_and(|b| healthy > b)
-                    && let Some(job) = &job
-                {
+                let started = if d.create_time > 0 {
+                    d.create_time.min(now)
+                } else {
+                    now
+                };
+                let before = seen.get(&d.id).copied();
+                let grew = before.is_some_and(|(b, _)| healthy > b);
+                let since = match before {
+                    Some((_, t)) if !grew => t,
+                    Some(_) => now,
+                    None => started,
+                };
+                seen.insert(d.id.clone(), (healthy, since));
+                if grew && let Some(job) = &job {
                     let mut e = Self::job_eval(job, "deployment-watcher", 0, now);
                     e.deployment_id = d.id.clone();
                     e.job_modify_index = job.job_modify_index;
@@ -2160,6 +2186,45 @@ impl Server {
             tracing::info!(job = %job.id, child = %id, "periodic job launched");
         }
         Ok(())
+    }
+}
+
+/// Puts the scheduler's counts into a plan's diff as Nomad does: each group's `Updates`
+/// (`create`, `destroy`, `in-place update`, `create/destroy update`, `migrate`, `canary`,
+/// `ignore`) and each task's annotation (`forces create`, `forces destroy`, `forces
+/// create/destroy update`, `forces in-place update`).
+fn annotate_diff(diff: &mut drover_types::diff::JobDiff, ann: &drover_types::eval::PlanAnnotations) {
+    use drover_types::diff::DiffType;
+    for tg in diff.task_groups.iter_mut().flatten() {
+        let Some(u) = ann.desired_tg_updates.get(&tg.name) else {
+            continue;
+        };
+        let mut updates = BTreeMap::new();
+        for (k, v) in [
+            ("create", u.place),
+            ("destroy", u.stop),
+            ("in-place update", u.in_place_update),
+            ("create/destroy update", u.destructive_update),
+            ("migrate", u.migrate),
+            ("canary", u.canary),
+            ("ignore", u.ignore),
+        ] {
+            if v > 0 {
+                updates.insert(k.to_string(), v);
+            }
+        }
+        tg.updates = (!updates.is_empty()).then_some(updates);
+        let group_type = tg.diff_type.clone();
+        for task in tg.tasks.iter_mut().flatten() {
+            let note = match (&group_type, &task.diff_type) {
+                (DiffType::Added, _) | (_, DiffType::Added) => Some("forces create"),
+                (DiffType::Deleted, _) | (_, DiffType::Deleted) => Some("forces destroy"),
+                (_, DiffType::Edited) if u.destructive_update > 0 => Some("forces create/destroy update"),
+                (_, DiffType::Edited) if u.in_place_update > 0 => Some("forces in-place update"),
+                _ => None,
+            };
+            task.annotations = note.map(|n| vec![n.to_string()]);
+        }
     }
 }
 

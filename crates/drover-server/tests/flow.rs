@@ -164,9 +164,14 @@ async fn too_small_a_cluster_blocks_then_capacity_unblocks() {
         plan.annotations.as_ref().unwrap().desired_tg_updates["web"].place,
         3
     );
+    let diff = plan.diff.as_ref().unwrap();
+    assert_eq!(diff.diff_type, drover_types::diff::DiffType::Added);
+    let tg = &diff.task_groups.as_ref().unwrap()[0];
+    assert_eq!(tg.updates.as_ref().unwrap()["create"], 3);
+    let task = &tg.tasks.as_ref().unwrap()[0];
     assert_eq!(
-        plan.diff.as_ref().unwrap().diff_type,
-        drover_types::diff::DiffType::Added
+        task.annotations.as_deref(),
+        Some(&["forces create".to_string()][..])
     );
     assert_eq!(
         plan.created_evals.len(),
@@ -429,6 +434,12 @@ async fn planning_a_resource_change_shows_destructive_updates() {
         })
         .await
         .unwrap();
+    let tg = &plan.diff.as_ref().unwrap().task_groups.as_ref().unwrap()[0];
+    assert_eq!(tg.updates.as_ref().unwrap()["create/destroy update"], 1, "{tg:?}");
+    assert_eq!(
+        tg.tasks.as_ref().unwrap()[0].annotations.as_deref(),
+        Some(&["forces create/destroy update".to_string()][..])
+    );
     let u = &plan.annotations.unwrap().desired_tg_updates["web"];
     assert_eq!(u.place, 0, "{u:?}");
     assert_eq!(u.destructive_update + u.ignore, 2, "{u:?}");
@@ -605,4 +616,37 @@ async fn periodic_jobs_launch_on_schedule_and_respect_prohibit_overlap() {
         bad.to_string().contains("Periodic specification invalid"),
         "{bad}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_without_progress_fails_at_its_progress_deadline() {
+    let s = start().await;
+    add_node(&s, 0).await;
+    let mut j = job("web", 1, 256, 50);
+    let u = j.task_groups[0]
+        .update
+        .as_mut()
+        .expect("mock jobs have an update block");
+    u.min_healthy_time = Some(100_000_000);
+    u.healthy_deadline = Some(500_000_000);
+    u.progress_deadline = Some(1_000_000_000);
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(j),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually("placed", || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    // Nothing reports the allocation healthy (no client here): the deadline passes.
+    let d = eventually("deployment failed", || {
+        s.snapshot()
+            .latest_deployment("default", "web")
+            .filter(|d| d.status == "failed")
+    })
+    .await;
+    assert_eq!(d.status_description, "Failed due to progress deadline");
 }

@@ -799,8 +799,20 @@ fn place_alloc(
     a.modify_index = index;
     a.alloc_modify_index = index;
     update_summary(s, index, existing.as_deref(), &a);
-    if existing.is_none() {
+    // New allocations count as placed in their deployment, and so do existing ones an
+    // in-place update moved into a new deployment (with their health, which carries over).
+    let moved = existing
+        .as_ref()
+        .is_some_and(|ex| ex.deployment_id != a.deployment_id && !a.deployment_id.is_empty());
+    if existing.is_none() || moved {
         count_in_deployment(s, index, &a, DeploymentCount::Placed);
+    }
+    if moved {
+        match a.deployment_status.as_ref().and_then(|d| d.healthy) {
+            Some(true) => count_in_deployment(s, index, &a, DeploymentCount::Healthy),
+            Some(false) => count_in_deployment(s, index, &a, DeploymentCount::Unhealthy),
+            None => {}
+        }
     }
     if existing.is_none()
         && !a.previous_allocation.is_empty()

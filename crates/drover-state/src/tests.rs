@@ -1233,3 +1233,58 @@ fn job_stability_marks_the_version_and_the_current_job() {
         Err(StateError::NotFound { .. })
     ));
 }
+
+#[test]
+fn an_in_place_update_into_a_new_deployment_counts_there_with_its_health() {
+    let store = seeded();
+    let dep = |id: &str| Deployment {
+        id: id.into(),
+        namespace: "default".into(),
+        job_id: "web".into(),
+        status: "running".into(),
+        ..Default::default()
+    };
+    ok(
+        &store,
+        4,
+        Command::UpsertDeployment {
+            deployment: dep("d1"),
+        },
+    );
+    let mut a = alloc("a1", "web", "n1", "e1", "g");
+    a.deployment_id = "d1".into();
+    ok(&store, 5, plan(vec![a.clone()]));
+    // The client reports it healthy.
+    ok(
+        &store,
+        6,
+        Command::UpdateAllocsFromClient {
+            allocs: vec![Allocation {
+                id: "a1".into(),
+                client_status: "running".into(),
+                deployment_status: Some(AllocDeploymentStatus {
+                    healthy: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            evals: vec![],
+        },
+    );
+    let g = |d: &str| store.snapshot().deployment(d).unwrap().task_groups["g"].clone();
+    assert_eq!((g("d1").placed_allocs, g("d1").healthy_allocs), (1, 1));
+    // A new job version updates it in place into deployment d2.
+    ok(
+        &store,
+        7,
+        Command::UpsertDeployment {
+            deployment: dep("d2"),
+        },
+    );
+    a.deployment_id = "d2".into();
+    ok(&store, 8, plan(vec![a.clone()]));
+    assert_eq!((g("d2").placed_allocs, g("d2").healthy_allocs), (1, 1));
+    // Updating it again within the same deployment counts nothing twice.
+    ok(&store, 9, plan(vec![a]));
+    assert_eq!((g("d2").placed_allocs, g("d2").healthy_allocs), (1, 1));
+}
