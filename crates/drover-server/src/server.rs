@@ -2033,11 +2033,12 @@ impl Server {
                     let unhealthy = d.task_groups.values().any(|g| g.unhealthy_allocs > 0);
                     // Progress = more healthy allocations; a group must make some within its
                     // progress_deadline (from the deployment's start, then from the last).
-                    let last_progress = seen.get(&d.id).map(|(_, t)| *t).unwrap_or(if d.create_time > 0 {
+                    let started = if d.create_time > 0 {
                         d.create_time.min(now)
                     } else {
                         now
-                    });
+                    };
+                    let last_progress = seen.get(&d.id).map_or(started, |(_, t)| *t);
                     let late = d.task_groups.values().any(|g| {
                         g.healthy_allocs < g.desired_total
                             && (g.require_progress_by.is_some_and(|t| t.0 > 0 && t.0 < now)
@@ -2214,7 +2215,7 @@ fn annotate_diff(diff: &mut drover_types::diff::JobDiff, ann: &drover_types::eva
             }
         }
         tg.updates = (!updates.is_empty()).then_some(updates);
-        let group_type = tg.diff_type.clone();
+        let group_type = tg.diff_type;
         for task in tg.tasks.iter_mut().flatten() {
             let note = match (&group_type, &task.diff_type) {
                 (DiffType::Added, _) | (_, DiffType::Added) => Some("forces create"),
