@@ -1189,14 +1189,23 @@ impl Server {
         } else {
             Vec::new()
         };
+        self.node_write(evals, |evals| Command::UpdateNodeEligibility {
+            id: node_id.to_string(),
+            eligibility: eligibility.to_string(),
+            evals,
+        })
+        .await
+    }
+
+    /// Writes a node command that carries the evaluations it creates, and answers with the
+    /// node's new modify index and those evaluations.
+    async fn node_write(
+        &self,
+        evals: Vec<Evaluation>,
+        command: impl FnOnce(Vec<Evaluation>) -> Command,
+    ) -> Result<NodeUpdateResponse, ServerError> {
         let eval_ids: Vec<String> = evals.iter().map(|e| e.id.clone()).collect();
-        let out = self
-            .apply(Command::UpdateNodeEligibility {
-                id: node_id.to_string(),
-                eligibility: eligibility.to_string(),
-                evals,
-            })
-            .await?;
+        let out = self.apply(command(evals)).await?;
         Ok(NodeUpdateResponse {
             eval_create_index: if eval_ids.is_empty() { 0 } else { out.index },
             eval_ids,
@@ -1232,22 +1241,13 @@ impl Server {
         } else {
             Vec::new()
         };
-        let eval_ids: Vec<String> = evals.iter().map(|e| e.id.clone()).collect();
-        let out = self
-            .apply(Command::UpdateNodeDrain {
-                id: node_id.to_string(),
-                drain_strategy,
-                mark_eligible: req.mark_eligible,
-                evals,
-            })
-            .await?;
-        Ok(NodeUpdateResponse {
-            eval_create_index: if eval_ids.is_empty() { 0 } else { out.index },
-            eval_ids,
-            node_modify_index: out.index,
-            index: out.index,
-            ..Default::default()
+        self.node_write(evals, |evals| Command::UpdateNodeDrain {
+            id: node_id.to_string(),
+            drain_strategy,
+            mark_eligible: req.mark_eligible,
+            evals,
         })
+        .await
     }
 
     /// Client allocation status updates (batched by the caller). Failed allocations get an

@@ -58,6 +58,22 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     panic!("timed out waiting for {what}");
 }
 
+/// Registers `job` and waits until its evaluation completed.
+async fn run(s: &Server, job: Job, what: &str) -> drover_server::api::JobRegisterResponse {
+    let r = s
+        .register_job(JobRegisterRequest {
+            job: Some(job),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    eventually(what, || {
+        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
+    })
+    .await;
+    r
+}
+
 fn job(id: &str, count: i64, memory_mb: i64, priority: i64) -> Job {
     let mut j = mock::job();
     j.id = id.into();
@@ -223,17 +239,7 @@ async fn high_priority_job_preempts_low_priority_allocs_when_enabled() {
     let mut cfg = s.snapshot().scheduler_config();
     cfg.preemption_config.service_scheduler_enabled = true;
     assert!(s.set_scheduler_config(cfg, None).await.unwrap().updated);
-    let low = s
-        .register_job(JobRegisterRequest {
-            job: Some(job("low", 2, 3500, 30)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("low placed", || {
-        s.snapshot().eval(&low.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, job("low", 2, 3500, 30), "low placed").await;
     assert_eq!(live_allocs(&s, "low").len(), 2);
     let high = job("high", 1, 3500, 80);
     let plan = s
@@ -247,17 +253,7 @@ async fn high_priority_job_preempts_low_priority_allocs_when_enabled() {
     assert_eq!(ann.preempted_allocs.len(), 1, "{ann:?}");
     assert_eq!(ann.preempted_allocs[0].job_id, "low");
     assert!(plan.failed_tg_allocs.is_empty());
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(high),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("high placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, high, "high placed").await;
     assert_eq!(live_allocs(&s, "high").len(), 1);
     let evicted: Vec<_> = s
         .snapshot()
@@ -283,17 +279,7 @@ async fn a_node_that_stops_heartbeating_goes_down_and_its_allocs_are_replaced() 
     let s = start().await;
     let n0 = add_node(&s, 0).await;
     let n1 = add_node(&s, 1).await;
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(job("web", 4, 256, 50)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, job("web", 4, 256, 50), "placed").await;
     // Keep n1 alive; let n0 miss its TTL (≤ 2 × 400 ms + 400 ms grace).
     let keep = s.clone();
     let n1c = n1.clone();
@@ -333,17 +319,7 @@ async fn a_node_that_stops_heartbeating_goes_down_and_its_allocs_are_replaced() 
 async fn deregister_stops_and_purge_removes() {
     let s = start().await;
     add_node(&s, 0).await;
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(job("web", 2, 256, 50)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, job("web", 2, 256, 50), "placed").await;
     let d = s.deregister_job("default", "web", false).await.unwrap();
     eventually("stopped", || {
         s.snapshot().eval(&d.eval_id).filter(|e| e.status == "complete")
@@ -386,17 +362,7 @@ async fn bad_jobs_are_refused_with_the_field_named() {
 async fn purging_a_node_replaces_its_allocations_elsewhere() {
     let s = start().await;
     let n0 = add_node(&s, 0).await;
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(job("web", 2, 256, 50)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, job("web", 2, 256, 50), "placed").await;
     let n1 = add_node(&s, 1).await;
     let ev = s.evaluate_node(&n0).await.unwrap();
     assert_eq!(ev.eval_ids.len(), 1, "one job runs on the node");
@@ -415,17 +381,7 @@ async fn purging_a_node_replaces_its_allocations_elsewhere() {
 async fn planning_a_resource_change_shows_destructive_updates() {
     let s = start().await;
     add_node(&s, 0).await;
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(job("web", 2, 256, 50)),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, job("web", 2, 256, 50), "placed").await;
     let plan = s
         .plan_job(JobPlanRequest {
             job: Some(job("web", 2, 512, 50)),
@@ -630,17 +586,7 @@ async fn a_deployment_without_progress_fails_at_its_progress_deadline() {
     u.min_healthy_time = Some(100_000_000);
     u.healthy_deadline = Some(500_000_000);
     u.progress_deadline = Some(1_000_000_000);
-    let r = s
-        .register_job(JobRegisterRequest {
-            job: Some(j),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    eventually("placed", || {
-        s.snapshot().eval(&r.eval_id).filter(|e| e.status == "complete")
-    })
-    .await;
+    run(&s, j, "placed").await;
     // Nothing reports the allocation healthy (no client here): the deadline passes.
     let d = eventually("deployment failed", || {
         s.snapshot()
