@@ -179,6 +179,7 @@ async fn rejected_command_is_an_apply_error_and_changes_nothing() {
             status: "down".into(),
             updated_at: 1,
             evals: vec![],
+            event: None,
         })
         .await
         .expect_err("unknown node");

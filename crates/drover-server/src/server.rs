@@ -191,6 +191,16 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// A node event stamped now (subsystem `Cluster`, as the servers' own events are in Nomad).
+fn node_event(message: &str) -> drover_types::node::NodeEvent {
+    drover_types::node::NodeEvent {
+        message: message.into(),
+        subsystem: "Cluster".into(),
+        timestamp: Some(drover_types::time::Timestamp(now_unix())),
+        ..Default::default()
+    }
+}
+
 fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -964,6 +974,11 @@ impl Server {
             }
         };
         let id = node.id.clone();
+        node.events = vec![node_event(if old.is_some() {
+            "Node re-registered"
+        } else {
+            "Node registered"
+        })];
         let out = self.apply(Command::UpsertNode { node }).await?;
         let mut resp = NodeUpdateResponse {
             node_modify_index: out.index,
@@ -1090,6 +1105,13 @@ impl Server {
                     status: status.clone(),
                     updated_at: now / 1_000_000_000,
                     evals,
+                    event: match status.as_str() {
+                        node_status::DOWN => Some(node_event("Node heartbeat missed")),
+                        node_status::READY if node.status != node_status::INITIALIZING => {
+                            Some(node_event("Node reconnected"))
+                        }
+                        _ => None,
+                    },
                 })
                 .await?;
             resp.node_modify_index = out.index;
@@ -1189,10 +1211,16 @@ impl Server {
         } else {
             Vec::new()
         };
+        let event = node_event(if eligibility == "eligible" {
+            "Node marked as eligible for scheduling"
+        } else {
+            "Node marked as ineligible for scheduling"
+        });
         self.node_write(evals, |evals| Command::UpdateNodeEligibility {
             id: node_id.to_string(),
             eligibility: eligibility.to_string(),
             evals,
+            event: Some(event),
         })
         .await
     }
@@ -1241,11 +1269,17 @@ impl Server {
         } else {
             Vec::new()
         };
+        let event = node_event(match (&drain_strategy, req.mark_eligible) {
+            (Some(_), _) => "Node drain strategy set",
+            (None, true) => "Node drain disabled",
+            (None, false) => "Node drain stopped",
+        });
         self.node_write(evals, |evals| Command::UpdateNodeDrain {
             id: node_id.to_string(),
             drain_strategy,
             mark_eligible: req.mark_eligible,
             evals,
+            event: Some(event),
         })
         .await
     }
@@ -1986,6 +2020,7 @@ impl Server {
                     drain_strategy: None,
                     mark_eligible: false,
                     evals: Vec::new(),
+                    event: Some(node_event("Node drain complete")),
                 })
                 .await?;
                 tracing::info!(node = %node.id, "node drain complete");

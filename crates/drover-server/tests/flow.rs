@@ -312,6 +312,20 @@ async fn a_node_that_stops_heartbeating_goes_down_and_its_allocs_are_replaced() 
         .all(|a| a.client_status == "lost");
     assert!(lost, "allocs on the down node are lost");
     assert_eq!(s.snapshot().node(&n1).unwrap().status, node_status::READY);
+    // The node's history says what happened.
+    let events: Vec<String> = s
+        .snapshot()
+        .node(&n0)
+        .unwrap()
+        .events
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(events, vec!["Node registered", "Node heartbeat missed"]);
+    s.update_node_eligibility(&n1, "ineligible").await.unwrap();
+    let last = s.snapshot().node(&n1).unwrap().events.last().unwrap().clone();
+    assert_eq!(last.message, "Node marked as ineligible for scheduling");
+    assert!(last.timestamp.is_some() && last.create_index > 0);
     hb.abort();
 }
 

@@ -85,11 +85,13 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
             status,
             updated_at,
             evals,
+            event,
         } => {
             let mut n = node_copy(s, &id)?;
             let was_ready = n.ready();
             n.status = status;
             n.status_updated_at = updated_at;
+            push_event(&mut n, event, index);
             put_node(s, index, n, was_ready, &mut out);
             upsert_evals(s, index, evals, &mut out)?;
         }
@@ -97,6 +99,7 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
             id,
             eligibility,
             evals,
+            event,
         } => {
             if eligibility != "eligible" && eligibility != "ineligible" {
                 return Err(StateError::Invalid(format!(
@@ -111,6 +114,7 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
             }
             let was_ready = n.ready();
             n.scheduling_eligibility = eligibility;
+            push_event(&mut n, event, index);
             put_node(s, index, n, was_ready, &mut out);
             upsert_evals(s, index, evals, &mut out)?;
         }
@@ -119,6 +123,7 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
             drain_strategy,
             mark_eligible,
             evals,
+            event,
         } => {
             let mut n = node_copy(s, &id)?;
             let was_ready = n.ready();
@@ -129,6 +134,7 @@ fn apply_one(s: &mut StateSnapshot, index: u64, command: Command) -> Result<Appl
                 n.scheduling_eligibility = "eligible".into();
             }
             n.drain_strategy = drain_strategy;
+            push_event(&mut n, event, index);
             put_node(s, index, n, was_ready, &mut out);
             upsert_evals(s, index, evals, &mut out)?;
         }
@@ -578,12 +584,17 @@ fn upsert_node(
             node.drain_strategy = ex.drain_strategy.clone();
             node.scheduling_eligibility = ex.scheduling_eligibility.clone();
             node.last_drain = ex.last_drain.clone();
-            if node.events.is_empty() {
-                node.events = ex.events.clone();
+            // The node's history is kept; what the register brings is appended.
+            let new = std::mem::replace(&mut node.events, ex.events.clone());
+            for e in new {
+                push_event(&mut node, Some(e), index);
             }
         }
         None => {
             node.create_index = index;
+            for e in node.events.iter_mut() {
+                e.create_index = index;
+            }
             if node.scheduling_eligibility.is_empty() {
                 node.scheduling_eligibility = "eligible".into();
             }
@@ -595,6 +606,18 @@ fn upsert_node(
     node.drain = node.drain_strategy.is_some();
     put_node(s, index, node, was_ready, out);
     Ok(())
+}
+
+/// Node events kept per node (Nomad keeps 10).
+pub const NODE_EVENTS_KEPT: usize = 10;
+
+fn push_event(n: &mut Node, event: Option<drover_types::node::NodeEvent>, index: u64) {
+    if let Some(mut e) = event {
+        e.create_index = index;
+        n.events.push(e);
+        let excess = n.events.len().saturating_sub(NODE_EVENTS_KEPT);
+        n.events.drain(..excess);
+    }
 }
 
 fn upsert_evals(

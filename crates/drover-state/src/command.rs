@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use drover_types::alloc::DesiredTransition;
 use drover_types::eval::DeploymentStatusUpdate;
-use drover_types::node::DrainStrategy;
+use drover_types::node::{DrainStrategy, NodeEvent};
 use drover_types::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfiguration};
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +57,9 @@ pub enum Command {
         /// Node-update evaluations created with the change.
         #[serde(default)]
         evals: Vec<Evaluation>,
+        /// An event for the node's history (`Node heartbeat missed`, ...).
+        #[serde(default)]
+        event: Option<NodeEvent>,
     },
     /// `eligible` / `ineligible`.
     UpdateNodeEligibility {
@@ -67,6 +70,9 @@ pub enum Command {
         /// Evaluations created with the change.
         #[serde(default)]
         evals: Vec<Evaluation>,
+        /// An event for the node's history.
+        #[serde(default)]
+        event: Option<NodeEvent>,
     },
     /// Start (`Some`) or stop (`None`) draining a node.
     UpdateNodeDrain {
@@ -81,6 +87,9 @@ pub enum Command {
         /// Evaluations created with the change.
         #[serde(default)]
         evals: Vec<Evaluation>,
+        /// An event for the node's history.
+        #[serde(default)]
+        event: Option<NodeEvent>,
     },
     /// Remove nodes.
     DeleteNodes {

@@ -315,6 +315,7 @@ fn node_commands() {
             drain_strategy: Some(DrainStrategy::default()),
             mark_eligible: false,
             evals: vec![],
+            event: None,
         },
     );
     let n = store.snapshot().node("n1").unwrap();
@@ -337,6 +338,7 @@ fn node_commands() {
                 id: "n1".into(),
                 eligibility: "eligible".into(),
                 evals: vec![],
+                event: None,
             },
         )
         .unwrap_err();
@@ -351,6 +353,7 @@ fn node_commands() {
             drain_strategy: None,
             mark_eligible: true,
             evals: vec![],
+            event: None,
         },
     );
     assert_eq!(out.nodes_with_capacity, vec!["n1".to_string()]);
@@ -364,6 +367,7 @@ fn node_commands() {
             status: "down".into(),
             updated_at: 77,
             evals: vec![eval("ne", "web", "pending")],
+            event: None,
         },
     );
     let s = store.snapshot();
@@ -378,6 +382,7 @@ fn node_commands() {
             id: "n1".into(),
             eligibility: "ineligible".into(),
             evals: vec![],
+            event: None,
         },
     );
     assert_eq!(
@@ -409,7 +414,8 @@ fn node_commands() {
                 id: "zz".into(),
                 status: "ready".into(),
                 updated_at: 0,
-                evals: vec![]
+                evals: vec![],
+                event: None,
             }
         ),
         Err(StateError::NotFound { .. })
@@ -1084,6 +1090,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
                     status: st.into(),
                     updated_at: 1,
                     evals: vec![],
+                    event: None,
                 }
             }),
     ]
@@ -1158,11 +1165,13 @@ fn a_batch_applies_each_command_on_its_own_at_one_index() {
                         status: "down".into(),
                         updated_at: 1,
                         evals: vec![],
+                        event: None,
                     },
                     Command::UpdateNodeEligibility {
                         id: "n1".into(),
                         eligibility: "ineligible".into(),
                         evals: vec![],
+                        event: None,
                     },
                 ],
             },
@@ -1287,4 +1296,39 @@ fn an_in_place_update_into_a_new_deployment_counts_there_with_its_health() {
     // Updating it again within the same deployment counts nothing twice.
     ok(&store, 9, plan(vec![a]));
     assert_eq!((g("d2").placed_allocs, g("d2").healthy_allocs), (1, 1));
+}
+
+#[test]
+fn node_events_append_and_keep_the_last_ten() {
+    let store = StateStore::new();
+    let mut n = drover_testkit_free_node("n1");
+    n.events = vec![drover_types::node::NodeEvent {
+        message: "Node registered".into(),
+        ..Default::default()
+    }];
+    store.apply(1, Command::UpsertNode { node: n.clone() }).unwrap();
+    for i in 0..12u64 {
+        store
+            .apply(
+                2 + i,
+                Command::UpdateNodeEligibility {
+                    id: "n1".into(),
+                    eligibility: if i % 2 == 0 { "ineligible" } else { "eligible" }.into(),
+                    evals: vec![],
+                    event: Some(drover_types::node::NodeEvent {
+                        message: format!("event {i}"),
+                        ..Default::default()
+                    }),
+                },
+            )
+            .unwrap();
+    }
+    // A re-registration keeps the history and appends its own event.
+    n.events[0].message = "Node re-registered".into();
+    store.apply(20, Command::UpsertNode { node: n }).unwrap();
+    let events = store.snapshot().node("n1").unwrap().events.clone();
+    assert_eq!(events.len(), 10);
+    assert_eq!(events[0].message, "event 3");
+    assert_eq!(events[9].message, "Node re-registered");
+    assert_eq!(events[9].create_index, 20);
 }
