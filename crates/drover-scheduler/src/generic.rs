@@ -275,7 +275,21 @@ impl Run<'_> {
             let preempt_allowed = config.preemption_enabled(&job.job_type);
             let mut failed_groups: HashSet<String> = self.failed.keys().cloned().collect();
             for (p, destructive) in work {
-                let Some(tg) = job.group(&p.task_group) else {
+                // While canaries of a new version wait for promotion, other placements (lost
+                // or rescheduled allocations, count changes) run the version they replace —
+                // or the newest stable one — not the unpromoted new version.
+                let downgraded = (p.downgrade_non_canary && !p.canary)
+                    .then(|| {
+                        let replaced = p
+                            .previous_alloc
+                            .as_ref()
+                            .and_then(|a| a.job.as_ref().map(|j| j.version))
+                            .or_else(|| (p.min_job_version > 0).then_some(p.min_job_version));
+                        downgrade_version(state.as_ref(), job, replaced)
+                    })
+                    .flatten();
+                let place_job = downgraded.as_ref().unwrap_or(job);
+                let Some(tg) = place_job.group(&p.task_group) else {
                     continue;
                 };
                 *self.queued.entry(tg.name.clone()).or_default() += 1;
@@ -345,8 +359,16 @@ impl Run<'_> {
                     continue;
                 };
                 let id = (env.ids)();
-                let mut alloc =
-                    util::new_alloc(id.clone(), env.now, eval, job, tg, &p.name, &mut option, metrics);
+                let mut alloc = util::new_alloc(
+                    id.clone(),
+                    env.now,
+                    eval,
+                    place_job,
+                    tg,
+                    &p.name,
+                    &mut option,
+                    metrics,
+                );
                 if !self.batch && !deployment_id.is_empty() {
                     alloc.deployment_id = deployment_id.clone();
                 }
@@ -489,4 +511,19 @@ pub fn annotations_of(eval: &Evaluation) -> BTreeMap<String, DesiredUpdates> {
         .as_ref()
         .map(|a| a.desired_tg_updates.clone())
         .unwrap_or_default()
+}
+
+/// The job version a non-canary placement uses while canaries await promotion: the version of
+/// the allocation it replaces, else the newest stable older version; `None` keeps the current
+/// version (nothing older is known).
+fn downgrade_version(state: &dyn State, job: &Arc<Job>, replaced: Option<u64>) -> Option<Arc<Job>> {
+    if let Some(v) = replaced {
+        return (v < job.version)
+            .then(|| state.job_by_version(&job.namespace, &job.id, v))
+            .flatten();
+    }
+    (0..job.version)
+        .rev()
+        .filter_map(|v| state.job_by_version(&job.namespace, &job.id, v))
+        .find(|j| j.stable)
 }

@@ -682,3 +682,44 @@ fn canaries_go_first_and_updates_wait_for_promotion() {
     assert_eq!(replaced.len(), 1);
     assert_eq!(replaced[0].name, new[0].name);
 }
+
+#[test]
+fn while_canaries_wait_a_lost_allocation_is_replaced_with_its_own_version() {
+    let mut h = harness(10);
+    let job = register(&mut h, mock::job());
+    if let Some(d) = h.state.latest_deployment(&job.namespace, &job.id) {
+        let mut d = (*d).clone();
+        d.status = "successful".into();
+        h.state.upsert_deployment(d);
+    }
+    let mut v1 = (*job).clone();
+    v1.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 300;
+    v1.task_groups[0].update = Some(UpdateStrategy {
+        canary: Some(1),
+        ..UpdateStrategy::nomad_default()
+    });
+    v1.version = 1;
+    v1.job_modify_index = 800;
+    let v1 = h.state.upsert_job(v1);
+    run(&mut h, &eval_for(&v1, "job-register"));
+    assert_eq!(placed(&h).len(), 1, "the canary");
+    // A node with a version-0 allocation goes down before the canary is promoted.
+    let victim = live(&h, &v1)
+        .into_iter()
+        .find(|a| a.job.as_ref().is_some_and(|j| j.version == 0))
+        .expect("a v0 alloc");
+    let mut node = (*h.state.node(&victim.node_id).unwrap()).clone();
+    node.status = "down".into();
+    h.state.upsert_node(node);
+    run(&mut h, &eval_for(&v1, "node-update"));
+    let replacement: Vec<Allocation> = placed(&h)
+        .into_iter()
+        .filter(|a| a.previous_allocation == victim.id)
+        .collect();
+    assert_eq!(replacement.len(), 1, "{:?}", placed(&h));
+    let r = &replacement[0];
+    assert_eq!(r.job.as_ref().unwrap().version, 0, "not the unpromoted version 1");
+    assert!(!r.deployment_status.as_ref().is_some_and(|s| s.canary));
+    let task = &r.allocated_resources.as_ref().unwrap().tasks["web"];
+    assert_eq!(task.memory.memory_mb, 256, "the old version's resources");
+}
