@@ -244,6 +244,11 @@ impl Client {
 
 /// Deployments.
 impl Client {
+    /// `GET /v1/deployments` (use [`QueryOptions::with_prefix`] to filter by ID prefix).
+    pub async fn deployments(&self, q: &QueryOptions) -> Read<Vec<Deployment>> {
+        self.get(&["deployments"], q, "deployment list").await
+    }
+
     /// `GET /v1/deployment/:id` (blocking queries are how the CLI watches deployments).
     pub async fn deployment(&self, id: &str, q: &QueryOptions) -> Read<Deployment> {
         self.get(&["deployment", id], q, "deployment").await

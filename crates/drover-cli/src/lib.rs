@@ -12,6 +12,7 @@
 //!   `job status|history`; [`plan`]: the plan/diff text; [`monitor`]: the evaluation and
 //!   deployment monitor used by `job run` and `job stop`.
 //! - [`agent`]: `drover agent` (server, HTTP API, client RPC).
+//! - [`alloc`]: `alloc status`; [`deployment`]: `deployment status|list`.
 //! - [`eval`], [`node`], [`server`] (`server members`, `status`), [`operator`].
 //!
 //! # Conventions
@@ -22,7 +23,9 @@
 //! Go-style single-dash long flags work through [`normalize_args`].
 
 pub mod agent;
+pub mod alloc;
 pub mod common;
+pub mod deployment;
 pub mod eval;
 pub mod format;
 pub mod job;

@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use drover_cli::{agent, eval, job, node, normalize_args, operator, server};
+use drover_cli::{agent, alloc, deployment, eval, job, node, normalize_args, operator, server};
 
 /// Drover: a workload orchestrator that speaks Nomad's API.
 #[derive(Debug, Parser)]
@@ -30,6 +30,12 @@ enum Command {
     /// Work with jobs: init, validate, run, plan, status, stop, history.
     #[command(subcommand)]
     Job(job::JobCommand),
+    /// Inspect allocations.
+    #[command(subcommand)]
+    Alloc(alloc::AllocCommand),
+    /// Inspect deployments.
+    #[command(subcommand)]
+    Deployment(deployment::DeploymentCommand),
     /// Inspect evaluations.
     #[command(subcommand)]
     Eval(eval::EvalCommand),
@@ -66,6 +72,8 @@ fn main() -> ExitCode {
             0
         }
         Command::Job(cmd) => job::run(cmd),
+        Command::Alloc(cmd) => alloc::run(cmd),
+        Command::Deployment(cmd) => deployment::run(cmd),
         Command::Eval(cmd) => eval::run(cmd),
         Command::Node(cmd) => node::run(cmd),
         Command::Server(cmd) => server::run(cmd),

@@ -9,7 +9,7 @@ use drover_api::Client;
 use drover_api::testing::{Canned, FakeAgent, Recorded};
 use drover_cli::common::{ApiArgs, Ui};
 use drover_cli::job::{self, FileArgs, PlanArgs, RunArgs, StopArgs};
-use drover_cli::{eval, job_status, node, operator, server};
+use drover_cli::{alloc, deployment, eval, job_status, node, operator, server};
 use serde_json::{Value, json};
 
 const EVAL: &str = "5a6b7c8d-1111-2222-3333-444444444444";
@@ -657,4 +657,244 @@ async fn server_members_and_scheduler_config() {
     let (mut u, cap) = ui();
     assert_eq!(operator::set_config(&stale, &client, &mut u).await, 1);
     assert!(cap.err().contains("could not be atomically updated"));
+}
+
+fn alloc_json() -> Value {
+    json!({
+        "ID": ALLOC, "EvalID": EVAL, "Name": "web.web[0]", "NodeID": NODE, "NodeName": "node-1",
+        "JobID": "web", "Job": {"ID": "web", "Version": 3, "TaskGroups": [{"Name": "web", "Tasks": [
+            {"Name": "server", "Driver": "raw_exec"},
+            {"Name": "init", "Driver": "raw_exec", "Lifecycle": {"Hook": "prestart", "Sidecar": false}}
+        ]}]},
+        "TaskGroup": "web", "DesiredStatus": "run", "ClientStatus": "running",
+        "ClientDescription": "Tasks are running", "DeploymentID": DEPLOY,
+        "DeploymentStatus": {"Healthy": true, "Canary": false},
+        "CreateTime": NOW - 60_000_000_000, "ModifyTime": NOW - 45_000_000_000,
+        "Metrics": {"NodesEvaluated": 3, "NodesFiltered": 1, "NodesExhausted": 1,
+                    "ConstraintFiltered": {"${attr.kernel.name} = linux": 1},
+                    "DimensionExhausted": {"memory": 1},
+                    "ScoreMetaData": [{"NodeID": NODE, "Scores": {"binpack": 0.123456, "job-anti-affinity": 0.0},
+                                       "NormScore": 0.5}]},
+        "TaskStates": {
+            "server": {"State": "running", "StartedAt": "2025-01-01T09:59:05Z", "Events": [
+                {"Type": "Received", "Time": NOW - 60_000_000_000, "DisplayMessage": "Task received by client"},
+                {"Type": "Started", "Time": NOW - 55_000_000_000, "DisplayMessage": "Task started by client"}
+            ]},
+            "init": {"State": "dead", "Events": [
+                {"Type": "Terminated", "Time": NOW - 58_000_000_000, "Message": "Exit Code: 0"}
+            ]}
+        }
+    })
+}
+
+fn alloc_agent() -> impl Fn(&Recorded) -> Canned + Send + Sync + 'static {
+    |r| match r.path.as_str() {
+        "/v1/allocations" if r.param("prefix") == Some("0f") => Canned::json(
+            1,
+            json!([
+                alloc_stub(ALLOC, "running"),
+                alloc_stub("0f99aaaa-1111-2222-3333-444444444444", "failed")
+            ]),
+        ),
+        "/v1/allocations" if r.param("prefix").is_some_and(|p| ALLOC.starts_with(p)) => {
+            Canned::json(1, json!([alloc_stub(ALLOC, "running")]))
+        }
+        "/v1/allocations" => Canned::json(1, json!([])),
+        p if p == format!("/v1/allocation/{ALLOC}") => Canned::json(1, alloc_json()),
+        _ => Canned::not_found(),
+    }
+}
+
+fn alloc_args(id: &str, verbose: bool) -> alloc::AllocStatusArgs {
+    alloc::AllocStatusArgs {
+        json: false,
+        verbose,
+        alloc: id.into(),
+        api: ApiArgs::default(),
+    }
+}
+
+#[tokio::test]
+async fn alloc_status_prints_fields_and_task_events() {
+    let agent = FakeAgent::start(alloc_agent()).await.unwrap();
+    let client = Client::new(agent.address()).unwrap();
+    let (mut u, cap) = ui();
+    assert_eq!(
+        alloc::alloc_status(&alloc_args("0f3a", false), &client, &mut u).await,
+        0
+    );
+    let out = cap.out();
+    assert!(
+        out.starts_with(&format!(
+            "ID                  = {ALLOC}\n\
+             Eval ID             = 5a6b7c8d\n\
+             Name                = web.web[0]\n\
+             Node ID             = 9d8e7f6a\n\
+             Node Name           = node-1\n\
+             Job ID              = web\n\
+             Job Version         = 3\n\
+             Client Status       = running\n\
+             Client Description  = Tasks are running\n\
+             Desired Status      = run\n\
+             Desired Description = <none>\n\
+             Created             = 1m ago\n\
+             Modified            = 45s ago\n\
+             Deployment ID       = 2fb9d6b5\n\
+             Deployment Health   = healthy\n\n\
+             Task \"init\" (prestart) is \"dead\"\n"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "Task \"server\" is \"running\"\n\
+             Task Events:\n\
+             Started At     = 2025-01-01T09:59:05Z\n\
+             Finished At    = N/A\n\
+             Total Restarts = 0\n\
+             Last Restart   = N/A\n\n\
+             Recent Events:\n\
+             Time                  Type      Description\n\
+             2025-01-01T09:59:05Z  Started   Task started by client\n\
+             2025-01-01T09:59:00Z  Received  Task received by client"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("2025-01-01T09:59:02Z  Terminated  Exit Code: 0"),
+        "{out}"
+    );
+    assert!(!out.contains("Placement Metrics"), "{out}");
+    assert_eq!(agent.requests()[0].param("prefix"), Some("0f3a"));
+
+    let (mut u, cap) = ui();
+    assert_eq!(
+        alloc::alloc_status(&alloc_args("0f3a", true), &client, &mut u).await,
+        0
+    );
+    let out = cap.out();
+    assert!(out.contains("Evaluated Nodes     = 3\n"), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "Placement Metrics\n\
+             \x20 * Constraint \"${{attr.kernel.name}} = linux\": 1 nodes excluded by filter\n\
+             \x20 * Resources exhausted on 1 nodes\n\
+             \x20 * Dimension \"memory\" exhausted on 1 nodes\n\
+             Node                                  binpack  job-anti-affinity  final score\n\
+             {NODE}  0.123    0                  0.5\n"
+        )),
+        "{out}"
+    );
+
+    let (mut u, cap) = ui();
+    let mut a = alloc_args(ALLOC, false);
+    a.json = true;
+    assert_eq!(alloc::alloc_status(&a, &client, &mut u).await, 0);
+    let v: Value = serde_json::from_str(&cap.out()).unwrap();
+    assert_eq!(v["ID"], ALLOC);
+}
+
+#[tokio::test]
+async fn alloc_status_prefix_errors_exit_1() {
+    let agent = FakeAgent::start(alloc_agent()).await.unwrap();
+    let client = Client::new(agent.address()).unwrap();
+    let (mut u, cap) = ui();
+    assert_eq!(
+        alloc::alloc_status(&alloc_args("0f", false), &client, &mut u).await,
+        1
+    );
+    let err = cap.err();
+    assert!(
+        err.starts_with("Prefix matched multiple allocations\n\nID        Node ID"),
+        "{err}"
+    );
+    assert!(err.contains("0f99aaaa") && err.contains("0f3a1b2c"), "{err}");
+    assert_eq!(cap.out(), "");
+
+    let (mut u, cap) = ui();
+    assert_eq!(
+        alloc::alloc_status(&alloc_args("ffff", false), &client, &mut u).await,
+        1
+    );
+    assert_eq!(cap.err(), "No allocation(s) with prefix or id \"ffff\" found\n");
+}
+
+fn deployment_json(id: &str, create_index: u64) -> Value {
+    json!({"ID": id, "JobID": "web", "JobVersion": 2, "Status": "running",
+           "StatusDescription": "Deployment is running", "CreateIndex": create_index,
+           "TaskGroups": {"web": {"DesiredTotal": 2, "PlacedAllocs": 2, "HealthyAllocs": 1,
+                                  "RequireProgressBy": "2025-01-01T10:10:00Z"}}})
+}
+
+#[tokio::test]
+async fn deployment_status_and_list() {
+    const OTHER: &str = "2f000000-1111-2222-3333-444444444444";
+    let agent = FakeAgent::start(|r| match r.path.as_str() {
+        "/v1/deployments" => match r.param("prefix") {
+            Some("2f") | None => {
+                Canned::json(1, json!([deployment_json(DEPLOY, 5), deployment_json(OTHER, 9)]))
+            }
+            Some(p) if DEPLOY.starts_with(p) => Canned::json(1, json!([deployment_json(DEPLOY, 5)])),
+            Some(_) => Canned::json(1, json!([])),
+        },
+        p if p == format!("/v1/deployment/{DEPLOY}") => Canned::json(1, deployment_json(DEPLOY, 5)),
+        _ => Canned::not_found(),
+    })
+    .await
+    .unwrap();
+    let client = Client::new(agent.address()).unwrap();
+    let args = |id: &str| deployment::DeploymentStatusArgs {
+        json: false,
+        verbose: false,
+        deployment: id.into(),
+        api: ApiArgs::default(),
+    };
+    let (mut u, cap) = ui();
+    assert_eq!(
+        deployment::deployment_status(&args("2fb9"), &client, &mut u).await,
+        0
+    );
+    assert_eq!(
+        cap.out(),
+        "ID          = 2fb9d6b5\n\
+         Job ID      = web\n\
+         Job Version = 2\n\
+         Status      = running\n\
+         Description = Deployment is running\n\n\
+         Deployed\n\
+         Task Group  Desired  Placed  Healthy  Unhealthy  Progress Deadline\n\
+         web         2        2       1        0          2025-01-01T10:10:00Z\n"
+    );
+    assert_eq!(agent.requests()[0].param("prefix"), Some("2fb9"));
+
+    let (mut u, cap) = ui();
+    assert_eq!(
+        deployment::deployment_status(&args("2f"), &client, &mut u).await,
+        1
+    );
+    assert!(
+        cap.err().starts_with("Prefix matched multiple deployments\n\n"),
+        "{}",
+        cap.err()
+    );
+    let (mut u, cap) = ui();
+    assert_eq!(
+        deployment::deployment_status(&args("ab"), &client, &mut u).await,
+        1
+    );
+    assert_eq!(cap.err(), "No deployment(s) with prefix or id \"ab\" found\n");
+
+    let (mut u, cap) = ui();
+    let l = deployment::DeploymentListArgs {
+        json: false,
+        verbose: false,
+        api: ApiArgs::default(),
+    };
+    assert_eq!(deployment::deployment_list(&l, &client, &mut u).await, 0);
+    assert_eq!(
+        cap.out(),
+        "ID        Job ID  Job Version  Status   Description\n\
+         2f000000  web     2            running  Deployment is running\n\
+         2fb9d6b5  web     2            running  Deployment is running\n"
+    );
 }
