@@ -191,6 +191,11 @@ async fn simulated_nodes_run_allocations_and_a_silent_node_is_replaced() {
     })
     .await;
 
+    // Counters move when the UpdateAlloc answers arrive, just after the server applied them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.counters().allocs_complete < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let report = sim.stop().await;
     assert_eq!(report.counters.nodes_ready, 20);
     assert!(report.counters.allocs_running >= 11, "{report}");
@@ -308,6 +313,12 @@ async fn allocations_reported_failed_create_alloc_failure_evaluations() {
         .find(|a| a.client_status == client_status::FAILED)
         .expect("a failed alloc");
     assert!(a.task_states.values().all(|t| t.failed && t.state == "dead"));
+    // The simulator counts a report when its UpdateAlloc answer comes back, which may be just
+    // after the server applied it: wait for the count rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.counters().allocs_failed < 10 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let report = sim.stop().await;
     assert!(report.counters.allocs_failed >= 10, "{report}");
     c.shutdown();
