@@ -155,7 +155,7 @@ struct Inner {
     heartbeats: Mutex<HashMap<String, Instant>>,
     events: EventBuffer,
     /// Evaluations to write as canceled (superseded blocked evals).
-    to_cancel: Mutex<Vec<(Arc<Evaluation>, String)>>,
+    to_cancel: Mutex<Vec<Arc<Evaluation>>>,
     /// Bumped on every leadership gain or loss; leader tasks stop when it moves.
     term: watch::Sender<u64>,
     shutdown: watch::Sender<bool>,
@@ -416,8 +416,8 @@ impl Server {
         for id in &out.evals_to_block {
             if let Some(e) = snap.eval(id) {
                 match blocked.block(e.clone(), "") {
-                    BlockOutcome::Superseded(old) => cancel.push((old, e.id.clone())),
-                    BlockOutcome::Duplicate => cancel.push((e, String::new())),
+                    BlockOutcome::Superseded(old) => cancel.push(old),
+                    BlockOutcome::Duplicate => cancel.push(e),
                     BlockOutcome::MissedUnblock => enqueue.push((e, String::new())),
                     BlockOutcome::Tracked | BlockOutcome::Disabled => {}
                 }
@@ -1832,13 +1832,7 @@ impl Server {
         let mut last_unblock_failed = Instant::now();
         while self.leader_sleep(term, Duration::from_millis(500)).await {
             // Cancel superseded evaluations (broker cancelable + duplicate blocked evals).
-            let mut cancel: Vec<(Arc<Evaluation>, String)> = self
-                .inner
-                .broker
-                .take_cancelable(728)
-                .into_iter()
-                .map(|e| (e, String::new()))
-                .collect();
+            let mut cancel = self.inner.broker.take_cancelable(728);
             cancel.extend(std::mem::take(
                 &mut *self.inner.to_cancel.lock().unwrap_or_else(|p| p.into_inner()),
             ));
@@ -1846,8 +1840,8 @@ impl Server {
                 let now = now_unix();
                 let evals = cancel
                     .into_iter()
-                    .filter(|(e, _)| !e.terminal())
-                    .map(|(e, _newer)| {
+                    .filter(|e| !e.terminal())
+                    .map(|e| {
                         let mut e = (*e).clone();
                         e.status_description = if e.status == eval_status::BLOCKED {
                             "existing blocked evaluation exists for job".into()
