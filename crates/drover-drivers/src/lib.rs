@@ -33,6 +33,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub mod cgroup;
 pub mod conformance;
 pub mod docker;
 pub mod exec;
@@ -42,6 +43,7 @@ pub mod logs;
 pub mod mock;
 pub mod qemu;
 pub mod rawexec;
+pub mod taskdir;
 
 /// A boxed future, the return type of the async [`Driver`] methods (the trait is object safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -361,7 +363,11 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     fn validate_config(&self, config: &BTreeMap<String, Value>) -> Result<(), DriverError>;
 
     /// Starts the task and returns its handle. `events` receives progress messages.
-    fn start_task(&self, config: TaskConfig, events: EventSink) -> BoxFuture<'_, Result<TaskHandle, DriverError>>;
+    fn start_task(
+        &self,
+        config: TaskConfig,
+        events: EventSink,
+    ) -> BoxFuture<'_, Result<TaskHandle, DriverError>>;
 
     /// Re-attaches to a task started by an earlier agent process. Idempotent.
     fn recover_task(&self, handle: &TaskHandle) -> BoxFuture<'_, Result<(), DriverError>>;
@@ -371,7 +377,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
 
     /// Sends `signal` (`SIGINT` when empty, the driver's default), waits up to `timeout`, then
     /// kills the task and everything it started. Returns once it is dead.
-    fn stop_task(&self, task_id: &str, timeout: Duration, signal: &str) -> BoxFuture<'_, Result<(), DriverError>>;
+    fn stop_task(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+        signal: &str,
+    ) -> BoxFuture<'_, Result<(), DriverError>>;
 
     /// Frees what the task held (cgroups, containers, driver files). Refuses a running task
     /// unless `force` (which kills it first).
