@@ -45,8 +45,10 @@
 //! # Limits
 //! - No registry auth, `load`, devices, ulimits, CPU hard limits, group network namespaces
 //!   (pause containers) or image garbage collection; those config keys are refused by name.
-//! - The signal that ended a container is not reported separately: a SIGKILL shows as exit code
-//!   137, as `docker inspect` reports it.
+//! - The engine does not say whether a signal ended the container; it reports exit code
+//!   128 + N, as the shell does. The driver keeps that exit code (what Nomad shows for docker
+//!   tasks) and also reports `signal = N` for exit codes 129‥=192, so a container that
+//!   deliberately exits 130 is reported as ended by SIGINT.
 //! - Log files are written with blocking file I/O from the follower task (short appends).
 //! - With `tty = true` the engine's stream is raw; lines are split at newlines, so output that
 //!   does not end in a newline may be merged with the next line's timestamp.
@@ -150,6 +152,8 @@ pub struct DockerDriver {
 #[derive(Debug)]
 struct DockerTask {
     container_id: String,
+    /// The task's state directory (removed on destroy).
+    state_dir: PathBuf,
     /// The cached exit, once known.
     exit: Mutex<Option<ExitResult>>,
     /// Turns `true` when the log follower copied everything (the container exited).
@@ -347,6 +351,7 @@ impl DockerDriver {
         let handle = tokio::spawn(follower.run(cursor, done_tx));
         let entry = Arc::new(DockerTask {
             container_id: container_id.to_string(),
+            state_dir: task.state_dir.clone(),
             exit: Mutex::new(None),
             logs_done: done_rx,
             follower: handle.abort_handle(),
@@ -774,6 +779,19 @@ impl DockerDriver {
         }
         task.follower.abort();
         self.tasks().remove(task_id);
+        // The driver's own files for the task (the log cursor).
+        if !task.state_dir.as_os_str().is_empty() {
+            match std::fs::remove_dir_all(&task.state_dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(DriverError::Other(format!(
+                        "removing {}: {e}",
+                        task.state_dir.display()
+                    )));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1056,9 +1074,10 @@ async fn wait_exit(docker: &Docker, task: &DockerTask) -> ExitResult {
         match inspect(docker, &task.container_id).await {
             Ok(info) if !is_running(&info) => {
                 let state = info.state.unwrap_or_default();
+                let exit_code = state.exit_code.unwrap_or(0);
                 let result = ExitResult {
-                    exit_code: state.exit_code.unwrap_or(0),
-                    signal: 0,
+                    exit_code,
+                    signal: signal_of(exit_code),
                     oom_killed: state.oom_killed.unwrap_or(false),
                     err: state.error.filter(|e| !e.is_empty()),
                 };
@@ -1088,6 +1107,15 @@ async fn wait_exit(docker: &Docker, task: &DockerTask) -> ExitResult {
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
+    }
+}
+
+/// The signal behind an exit code of 128 + N (how the engine reports a container a signal ended).
+fn signal_of(exit_code: i64) -> i64 {
+    if (129..=192).contains(&exit_code) {
+        exit_code - 128
+    } else {
+        0
     }
 }
 

@@ -503,7 +503,7 @@ async fn exceeding_the_memory_limit_is_reported_as_oom_killed() {
         .await
         .expect("wait");
     assert!(exit.oom_killed, "{exit:?}");
-    assert_eq!(exit.exit_code, 137, "{exit:?}");
+    assert_eq!((exit.exit_code, exit.signal), (137, 9), "{exit:?}");
     driver.destroy_task(&fx.task.id, false).await.expect("destroy");
     fx.assert_no_containers();
 }
@@ -631,4 +631,95 @@ async fn a_stale_container_with_the_same_name_is_replaced() {
     assert_eq!(fx.log("stdout"), "fresh\n");
     driver.destroy_task(&fx.task.id, false).await.expect("destroy");
     fx.assert_no_containers();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The shared driver conformance suite, run for docker.
+
+mod conformance {
+    use super::*;
+    use drover_drivers::conformance::{Cases, Config, LeakCheck, Suite, config};
+
+    fn sh(script: &str) -> Config {
+        config(json!({"image": IMAGE, "command": "/bin/sh", "args": ["-c", script]}))
+    }
+
+    /// Removes the containers of every allocation still under the suite's root (a check that
+    /// panicked before destroying its task).
+    struct Root(tempfile::TempDir);
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            for entry in std::fs::read_dir(self.0.path()).into_iter().flatten().flatten() {
+                let alloc_id = entry.file_name().to_string_lossy().into_owned();
+                for id in containers_of(&alloc_id) {
+                    let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+                }
+            }
+        }
+    }
+
+    async fn setup() -> Option<(Root, Suite)> {
+        docker_or_skip().await?;
+        let root = Root(tempfile::tempdir().expect("tempdir"));
+        let no_container_left: LeakCheck = Arc::new(|h: &TaskHandle| {
+            let left = containers_of(&h.config.alloc_id);
+            assert!(left.is_empty(), "containers left behind: {left:?}");
+        });
+        let suite = Suite {
+            make: Arc::new(|| Arc::new(DockerDriver::new(DockerConfig::default()))),
+            root: root.0.path().to_path_buf(),
+            cases: Cases {
+                print_line: sh("echo 'hello from drover'"),
+                exit_3: sh("exit 3"),
+                exit_3_later: sh("sleep 3; exit 3"),
+                // A plain process as PID 1 ignores SIGTERM; with `init` the engine's tini passes
+                // the stop signal on to it.
+                long_running: config(
+                    json!({"image": IMAGE, "command": "sleep", "args": ["1000"], "init": true}),
+                ),
+                print_env: Some(sh("echo \"$DROVER_CONFORMANCE\"")),
+                ignore_sigint: Some(sh("trap '' INT TERM; echo ready; while true; do sleep 0.1; done")),
+                signal: Some((
+                    sh("trap 'echo got-usr1' USR1; echo ready; while true; do sleep 0.1; done"),
+                    "SIGUSR1".into(),
+                    "got-usr1".into(),
+                )),
+                missing_binary: Some((
+                    config(json!({"image": IMAGE, "command": "no-such-binary-xyz"})),
+                    "no-such-binary-xyz".into(),
+                )),
+                bad_config: (config(json!({"image": IMAGE, "args": "x"})), "args".into()),
+                survives_restart: true,
+                has_processes: true,
+                leak_check: Some(no_container_left),
+            },
+        };
+        Some((root, suite))
+    }
+
+    macro_rules! checks {
+        ($($name:ident),* $(,)?) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some((_root, suite)) = setup().await {
+                    suite.$name().await
+                }
+            }
+        )*};
+    }
+
+    checks!(
+        exit_zero_and_stdout,
+        exit_code,
+        env_reaches_task,
+        stop_kills_task,
+        stop_escalates_to_sigkill,
+        signal_task,
+        recover_running_task,
+        exit_while_agent_away,
+        bad_config,
+        missing_binary,
+        destroy_cleans_up,
+    );
 }
