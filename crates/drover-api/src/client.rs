@@ -237,6 +237,11 @@ impl Client {
         self.region.as_deref()
     }
 
+    /// The token sent with requests, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// The namespace sent with requests, if any.
     pub fn namespace(&self) -> Option<&str> {
         self.namespace.as_deref()
@@ -308,6 +313,35 @@ impl Client {
             });
         }
         Ok((bytes.to_vec(), headers))
+    }
+
+    /// Sends a GET (or other bodiless request) and returns the response once its status is a
+    /// success, for bodies read as a stream.
+    pub(crate) async fn request_stream(
+        &self,
+        verb: Verb,
+        segments: &[&str],
+        query: &[(String, String)],
+    ) -> Result<reqwest::Response, ApiError> {
+        let url = self.url(segments, query);
+        let url_text = url.to_string();
+        let mut req = self.http.request(verb.method(), url);
+        if let Some(token) = &self.token {
+            req = req.header("X-Nomad-Token", token);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.network_error(verb, &url_text, &e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ApiError::Status {
+                code: status.as_u16(),
+                body: body.trim().to_string(),
+            });
+        }
+        Ok(resp)
     }
 
     fn network_error(&self, verb: Verb, url: &str, e: &reqwest::Error) -> ApiError {

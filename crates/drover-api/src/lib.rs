@@ -10,6 +10,8 @@
 //!   per-segment escaping (job IDs contain `/`), lenient decoding.
 //! - [`endpoints`]: one typed method per endpoint (`jobs`, `register_job`, `evaluation`,
 //!   `node_drain`, `agent_members`, ...), returning `drover-types` model structs.
+//! - [`clientapi`]: the node-local `/v1/client/...` calls (logs as a [`LogStream`], file
+//!   system, stats, restart, signal) and `alloc stop`, with their response types.
 //! - [`types`]: request/response bodies that are not in the data model (`JobPlanResponse`,
 //!   `JobRegisterResponse`, `ServerMembersResponse`, ...).
 //! - [`error`]: [`ApiError`], the one error type: connection, status, decode.
@@ -28,11 +30,16 @@
 //! ```
 
 pub mod client;
+pub mod clientapi;
 pub mod endpoints;
 pub mod error;
 pub mod testing;
 pub mod types;
 
 pub use client::{Client, DEFAULT_ADDRESS, QueryMeta, QueryOptions, resolve_address};
+pub use clientapi::{
+    AllocFileInfo, AllocResourceUsage, AllocStopResponse, GenericResponse, HostStats, LogStream, LogType,
+    LogsOptions, RawStream, StreamFrame,
+};
 pub use error::{ApiError, Verb};
 pub use types::*;

@@ -34,6 +34,7 @@ pub mod allocrunner;
 pub mod fingerprint;
 pub mod restarts;
 pub mod state;
+pub mod stats;
 pub mod taskenv;
 pub mod taskrunner;
 

@@ -28,21 +28,24 @@
 //!   ID, so IDs with `/` (`batch/periodic-1700000000`) work raw or as `%2F`.
 //!
 //! # Layout
-//! - [`router`], [`serve`], [`AgentInfo`]: start here.
+//! - [`router`] (server only), [`router_with_client`] (server + client agent), [`serve`],
+//!   [`AgentInfo`]: start here.
 //! - [`request`]: the request extractor and standard query parameters; [`respond`]: JSON and
 //!   headers; [`error`]: [`ApiError`] and status codes.
 //! - [`blocking`], [`paginate`], [`filter`]: the shared machinery of reads.
 //! - [`endpoints`]: one module per resource (`jobs`, `allocs`, `evals`, `nodes`,
-//!   `deployments`, `agent`, `operator`, `search`, `events`, `metrics`).
+//!   `deployments`, `agent`, `operator`, `search`, `events`, `metrics`, `client`).
 //!
 //! # Limitations
 //! - No ACLs (tokens are accepted and ignored), no gzip, no TLS (see `docs/compatibility.md`).
 //! - `filter` is a subset of go-bexpr (see [`filter`]); unsupported expressions answer
 //!   `400 failed to create result paginator: …`, which the `nomad` CLI handles.
 //! - Not yet served (the server lacks the operation): job dispatch, periodic force, stable,
-//!   deployment fail/pause/promote, node purge and evaluate, `/v1/client/*` (no client
-//!   agent), variables, namespaces, services, ACL, raft operator endpoints. Those that have a
-//!   Nomad route answer 501 with a message saying so.
+//!   deployment fail/pause/promote, node purge and evaluate, variables, namespaces, services,
+//!   ACL, raft operator endpoints, and of `/v1/client/*` exec, checks, gc, metadata. Those
+//!   that have a Nomad route answer 501 with a message saying so.
+//! - `/v1/client/*` is answered by the client agent in this process only
+//!   ([`router_with_client`]); requests about other nodes' allocations are not forwarded.
 
 pub mod blocking;
 pub mod endpoints;
@@ -66,7 +69,7 @@ use tokio::sync::watch;
 
 pub use error::ApiError;
 
-use endpoints::{agent, allocs, deployments, evals, events, jobs, metrics, nodes, operator, search};
+use endpoints::{agent, allocs, client, deployments, evals, events, jobs, metrics, nodes, operator, search};
 
 /// What `/v1/agent/self` and friends report about the agent this API runs in.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,13 +142,23 @@ impl AgentInfo {
 pub(crate) struct AppState {
     pub server: Server,
     pub agent: Arc<AgentInfo>,
+    /// The client agent of this process, which answers `/v1/client/*`.
+    pub client: Option<drover_client::Client>,
 }
 
-/// Builds the `/v1` router over a server.
+/// Builds the `/v1` router over a server (an agent without a client: `/v1/client/*` answers
+/// 400).
 pub fn router(server: Server, agent: AgentInfo) -> Router {
+    router_with_client(server, agent, None)
+}
+
+/// Builds the `/v1` router over a server and, when the agent runs one, its client, which
+/// serves the node-local `/v1/client/*` endpoints (logs, file system, stats, restart, signal).
+pub fn router_with_client(server: Server, agent: AgentInfo, client: Option<drover_client::Client>) -> Router {
     let state = AppState {
         server,
         agent: Arc::new(agent),
+        client,
     };
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/ui/") }))
@@ -176,6 +189,7 @@ pub fn router(server: Server, agent: AgentInfo) -> Router {
         .route("/v1/search", any(search::prefix_search))
         .route("/v1/event/stream", any(events::stream))
         .route("/v1/metrics", any(metrics::metrics))
+        .route("/v1/client/{*rest}", any(client::client))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(request::MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())

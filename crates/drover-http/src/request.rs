@@ -143,6 +143,18 @@ impl Req {
         }
     }
 
+    /// An owned future that resolves when the server is shutting down, for work that outlives
+    /// the handler (streams).
+    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let s = self.shutdown.clone();
+        async move {
+            match s {
+                Some(s) => s.wait().await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// The standard query parameters.
     pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
         let index = match self.get("index") {

@@ -9,6 +9,7 @@
 //! | [`evals`]       | `/v1/evaluations`, `/v1/evaluation/<id>[/allocations]` |
 //! | [`nodes`]       | `/v1/nodes`, `/v1/node/<id>[/allocations\|/drain\|/eligibility]` |
 //! | [`deployments`] | `/v1/deployments`, `/v1/deployment/<id>`, `/v1/deployment/allocations/<id>` |
+//! | [`client`]      | `/v1/client/fs/{logs,ls,stat,cat,readat,stream}/<alloc>`, `/v1/client/allocation/<id>/{stats,restart,signal}`, `/v1/client/stats` |
 //! | [`agent`]       | `/v1/agent/{self,members,health,servers}`, `/v1/status/{leader,peers}`, `/v1/regions` |
 //! | [`operator`]    | `/v1/operator/scheduler/configuration`, `/v1/system/gc` |
 //! | [`search`]      | `/v1/search` |
@@ -17,6 +18,7 @@
 
 pub mod agent;
 pub mod allocs;
+pub mod client;
 pub mod deployments;
 pub mod evals;
 pub mod events;
