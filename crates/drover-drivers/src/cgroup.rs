@@ -87,6 +87,37 @@ pub fn leftover_dirs(container_id: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Kills whatever is still in the container's cgroups and removes the directories (a safety
+/// net for a `runc run` that was killed before it could clean up). Returns what could not be
+/// removed.
+pub fn remove(container_id: &str) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    for dir in leftover_dirs(container_id) {
+        let mut removed = false;
+        for _ in 0..50 {
+            for pid in std::fs::read_to_string(dir.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                removed = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        if !removed {
+            left.push(dir);
+        }
+    }
+    left
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

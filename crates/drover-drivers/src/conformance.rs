@@ -83,7 +83,13 @@ pub struct Cases {
     pub has_processes: bool,
     /// Extra leak check after destroy.
     pub leak_check: Option<LeakCheck>,
+    /// Prepares every new task directory (copies a class file or disk image into `local/`),
+    /// standing in for the client's artifact downloads.
+    pub prepare: Option<Prepare>,
 }
+
+/// Called with each new task's config after its directory was built.
+pub type Prepare = Arc<dyn Fn(&TaskConfig) + Send + Sync>;
 
 impl std::fmt::Debug for Cases {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -152,7 +158,7 @@ impl Suite {
             "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         );
         env.insert("NOMAD_TASK_NAME".to_string(), name.to_string());
-        TaskConfig {
+        let task = TaskConfig {
             id: format!(
                 "{alloc_id}/{name}/{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
@@ -175,7 +181,11 @@ impl Suite {
             alloc_dir,
             config: config.clone(),
             ..Default::default()
+        };
+        if let Some(prepare) = &self.cases.prepare {
+            prepare(&task);
         }
+        task
     }
 
     async fn start(&self, driver: &Arc<dyn Driver>, name: &str, config: &Config) -> TaskHandle {

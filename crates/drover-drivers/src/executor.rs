@@ -136,7 +136,22 @@ struct PidRecord {
 
 /// The executor's `main`: `args` is `[<spec path>]`. Returns the process exit code (0 when
 /// `exit.json` was written, whatever the task's own exit code).
+///
+/// `args` = `["--init", "--", program, args…]` runs the container init instead (see
+/// [`run_init`]).
 pub fn run_main(args: Vec<String>) -> i32 {
+    if let [flag, dashes, argv @ ..] = args.as_slice()
+        && flag == "--init"
+        && dashes == "--"
+    {
+        return run_init(argv);
+    }
+    if let [flag, dashes, argv @ ..] = args.as_slice()
+        && flag == "--exec"
+        && dashes == "--"
+    {
+        return run_unblocked(argv);
+    }
     let [spec_path] = args.as_slice() else {
         eprintln!("usage: drover executor <state_dir>/executor.json");
         return 2;
@@ -147,6 +162,103 @@ pub fn run_main(args: Vec<String>) -> i32 {
             eprintln!("executor: {e}");
             1
         }
+    }
+}
+
+/// A minimal init for containers (the exec and java drivers run it as the container's PID 1):
+/// starts `argv`, forwards every signal it receives to it, reaps orphans, and exits with the
+/// program's exit code (128 + N when signal N killed it).
+///
+/// Without it the task itself would be PID 1 of its PID namespace, and the kernel drops
+/// signals PID 1 has no handler for: a plain program would ignore the stop signal (SIGINT) and
+/// only die at the SIGKILL after the kill timeout.
+pub fn run_init(argv: &[String]) -> i32 {
+    use nix::sys::signal::SigSet;
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("drover init: no command");
+        return 127;
+    };
+    // Block everything and read signals from a signalfd (no handlers, so no unsafe code). The
+    // child's mask is reset by std's spawn.
+    let mask = SigSet::all();
+    if let Err(e) = mask.thread_block() {
+        eprintln!("drover init: blocking signals: {e}");
+    }
+    let sfd = match SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("drover init: signalfd: {e}");
+            return 127;
+        }
+    };
+    // The child would inherit the blocked mask (std's spawn keeps it), so it goes through
+    // `--exec`, which unblocks everything and then execs the program.
+    let own: Vec<String> = std::env::args().collect();
+    let Some(init_at) = own.iter().position(|a| a == "--init") else {
+        eprintln!("drover init: started without --init in its arguments");
+        return 127;
+    };
+    let child = match Command::new(&own[0])
+        .args(&own[1..init_at])
+        .args(["--exec", "--"])
+        .arg(program)
+        .args(args)
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drover init: failed to start {program}: {e}");
+            return if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+        }
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+    drop(child); // reaped below with waitpid(-1)
+    loop {
+        let sig = match sfd.read_signal() {
+            Ok(Some(info)) => info.ssi_signo as i32,
+            Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                eprintln!("drover init: reading signals: {e}");
+                return 127;
+            }
+        };
+        if sig == Signal::SIGCHLD as i32 {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p == pid => return code,
+                    Ok(WaitStatus::Signaled(p, s, _)) if p == pid => return 128 + s as i32,
+                    Ok(WaitStatus::StillAlive) => break,
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+        } else if let Ok(signal) = Signal::try_from(sig) {
+            let _ = kill(pid, signal);
+        }
+    }
+}
+
+/// Unblocks every signal and replaces this process with `argv` (the init's child half).
+fn run_unblocked(argv: &[String]) -> i32 {
+    use std::os::unix::process::CommandExt;
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("drover init: no command");
+        return 127;
+    };
+    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+        eprintln!("drover init: unblocking signals: {e}");
+    }
+    let e = Command::new(program).args(args).exec();
+    eprintln!("drover init: failed to start {program}: {e}");
+    if e.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
     }
 }
 
@@ -260,6 +372,10 @@ fn run_executor(spec_path: &Path) -> Result<(), String> {
             .status();
         if !matches!(deleted, Ok(s) if s.success()) {
             eprintln!("executor: runc delete --force {} failed: {deleted:?}", runc.id);
+        }
+        let left = crate::cgroup::remove(&runc.id);
+        if !left.is_empty() {
+            eprintln!("executor: cgroups of {} could not be removed: {left:?}", runc.id);
         }
     }
     kill_leftovers(pid);
@@ -592,6 +708,9 @@ impl Supervisor {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        if let Some(runc) = &spec.runc {
+            wait_running(runc, &state_dir, executor_pid, executor_start, deadline).await?;
+        }
         let state = ExecutorState {
             executor_pid,
             executor_start,
@@ -679,6 +798,9 @@ impl Supervisor {
                     c.arg("--all");
                 }
                 c.arg(&runc.id).arg((sig as i32).to_string());
+                // Fails only when the container already stopped (start_task returns once it
+                // runs); `runc run` is then about to return. Never SIGKILL `runc run` itself:
+                // that would leave the container without anyone to delete it.
                 let _ = c.status().await;
             }
             None if all => {
@@ -762,6 +884,12 @@ impl Supervisor {
             let mut c = runc.command();
             c.args(["delete", "--force", &runc.id]);
             let _ = c.status().await;
+            let left = crate::cgroup::remove(&runc.id);
+            if !left.is_empty() {
+                return Err(DriverError::Other(format!(
+                    "cgroups could not be removed: {left:?}"
+                )));
+            }
         }
         match std::fs::remove_dir_all(&state.state_dir) {
             Ok(()) => {}
@@ -793,6 +921,38 @@ impl Supervisor {
             Vec::new()
         };
         Ok(proc_usage(&pids))
+    }
+}
+
+/// Waits until runc reports the container `running` (or the executor already finished: a task
+/// that exited at once), so that stop and signal always find a container to talk to.
+async fn wait_running(
+    runc: &RuncRef,
+    state_dir: &Path,
+    executor_pid: i32,
+    executor_start: u64,
+    deadline: Instant,
+) -> Result<(), DriverError> {
+    loop {
+        let mut c = runc.command();
+        c.args(["state", &runc.id]).stdout(Stdio::piped());
+        if let Ok(out) = c.output().await
+            && out.status.success()
+            && let Ok(state) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            && state["status"] != "created"
+        {
+            return Ok(());
+        }
+        if read_exit(state_dir).is_some() || !proc_alive(executor_pid, executor_start) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(DriverError::retryable(format!(
+                "container {} did not start within {START_TIMEOUT:?}",
+                runc.id
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -39,6 +39,7 @@ fn shell_cases() -> Cases {
         survives_restart: true,
         has_processes: true,
         leak_check: None,
+        prepare: None,
     }
 }
 
@@ -137,6 +138,7 @@ mod mock {
                 survives_restart: false,
                 has_processes: false,
                 leak_check: None,
+                prepare: None,
             },
         };
         Some((dir, suite))
@@ -196,5 +198,157 @@ mod raw_exec {
         let err = d.start_task(task, Arc::new(|_| {})).await.unwrap_err();
         assert!(!err.recoverable(), "{err:?}");
         assert!(err.to_string().contains("run.sh"), "{err}");
+    }
+}
+
+mod exec {
+    use super::*;
+    use drover_drivers::exec::{ExecConfig, ExecDriver, find_runc};
+
+    /// Root and runc, or why not.
+    pub(crate) fn runc_prerequisites() -> Result<(), String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Err("the exec driver needs root".into());
+        }
+        find_runc()
+            .map(|_| ())
+            .ok_or_else(|| "runc is not installed".to_string())
+    }
+
+    /// Nothing of the container is left: no runc state, no cgroup directory, no mount.
+    pub(crate) fn leak_check() -> drover_drivers::conformance::LeakCheck {
+        Arc::new(|h| {
+            let Some(id) = h.driver_state["runc"]["id"].as_str() else {
+                return;
+            };
+            let root = h.driver_state["runc"]["root"]
+                .as_str()
+                .unwrap_or("/run/drover/runc");
+            assert!(
+                !std::path::Path::new(root).join(id).exists(),
+                "runc still knows container {id}"
+            );
+            let cgroups = drover_drivers::cgroup::leftover_dirs(id);
+            assert!(cgroups.is_empty(), "cgroups left behind: {cgroups:?}");
+            let mounts = drover_drivers::taskdir::mounts_below(&h.config.alloc_dir);
+            assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+        })
+    }
+
+    fn setup() -> Option<(tempfile::TempDir, Suite)> {
+        if !prerequisite("exec conformance", runc_prerequisites()) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut cases = shell_cases();
+        cases.leak_check = Some(leak_check());
+        let suite = Suite {
+            make: Arc::new(|| Arc::new(ExecDriver::new(ExecConfig::new(executor())))),
+            root: dir.path().to_path_buf(),
+            cases,
+        };
+        Some((dir, suite))
+    }
+
+    conformance_tests!(setup);
+}
+
+mod java {
+    use super::*;
+    use drover_drivers::exec::ExecConfig;
+    use drover_drivers::java::JavaDriver;
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    const MAIN: &str = r#"
+public class Main {
+    public static void main(String[] a) throws Exception {
+        switch (a[0]) {
+            case "hello": System.out.println("hello from drover"); break;
+            case "exit3": System.exit(3);
+            case "exit3later": Thread.sleep(3000); System.exit(3);
+            case "long": System.out.println("ready"); Thread.sleep(1000000); break;
+            case "env": System.out.println(System.getenv("DROVER_CONFORMANCE")); break;
+            default: System.exit(100);
+        }
+    }
+}
+"#;
+
+    /// Compiles Main.java once per test process; returns the class file's directory.
+    fn compiled() -> Result<PathBuf, String> {
+        static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+        DIR.get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("java-conformance-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            std::fs::write(dir.join("Main.java"), MAIN).map_err(|e| e.to_string())?;
+            let out = std::process::Command::new("javac")
+                .arg("-d")
+                .arg(&dir)
+                .arg(dir.join("Main.java"))
+                .output()
+                .map_err(|e| format!("javac: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("javac failed: {}", String::from_utf8_lossy(&out.stderr)));
+            }
+            Ok(dir)
+        })
+        .clone()
+    }
+
+    fn java(mode: &str) -> drover_drivers::conformance::Config {
+        config(json!({
+            "class": "Main", "class_path": "/local",
+            "jvm_options": ["-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"],
+            "args": [mode],
+        }))
+    }
+
+    fn setup() -> Option<(tempfile::TempDir, Suite)> {
+        let check = super::exec::runc_prerequisites().and_then(|()| compiled().map(|_| ()));
+        if !prerequisite("java conformance", check) {
+            return None;
+        }
+        let classes = compiled().ok()?;
+        let dir = tempfile::tempdir().unwrap();
+        let suite = Suite {
+            make: Arc::new(|| Arc::new(JavaDriver::new(ExecConfig::new(executor())))),
+            root: dir.path().to_path_buf(),
+            cases: Cases {
+                print_line: java("hello"),
+                exit_3: java("exit3"),
+                exit_3_later: java("exit3later"),
+                long_running: java("long"),
+                print_env: Some(java("env")),
+                ignore_sigint: None,
+                signal: None,
+                missing_binary: None,
+                bad_config: (config(json!({"class_path": "/local"})), "class".into()),
+                survives_restart: true,
+                has_processes: true,
+                leak_check: Some(super::exec::leak_check()),
+                prepare: Some(Arc::new(move |task| {
+                    std::fs::copy(classes.join("Main.class"), task.task_dir.join("local/Main.class"))
+                        .expect("copying Main.class");
+                })),
+            },
+        };
+        Some((dir, suite))
+    }
+
+    conformance_tests!(setup);
+
+    #[tokio::test]
+    async fn fingerprint_reports_the_jvm() {
+        use drover_drivers::{Driver, Health};
+        if setup().is_none() {
+            return;
+        }
+        let fp = JavaDriver::new(ExecConfig::new(executor())).fingerprint().await;
+        assert_eq!(fp.health, Health::Healthy, "{fp:?}");
+        assert_eq!(fp.attributes["driver.java"], "true");
+        assert!(!fp.attributes["driver.java.version"].is_empty());
+        assert!(fp.attributes["driver.java.vm"].contains("VM"), "{fp:?}");
     }
 }
