@@ -34,7 +34,8 @@ pub struct AgentArgs {
     /// Run a server.
     #[arg(long)]
     pub server: bool,
-    /// Run a client (not available yet).
+    /// Run a client (together with a server in this process; client-only agents are not
+    /// supported yet).
     #[arg(long)]
     pub client: bool,
     /// Directory for the Raft log and snapshots.
@@ -96,6 +97,8 @@ pub struct AgentConfig {
     pub ignored: Vec<String>,
     /// The configuration files read.
     pub loaded: Vec<String>,
+    /// The `client {}` block and driver plugin settings.
+    pub client: crate::agent_client::ClientSettings,
 }
 
 impl Default for AgentConfig {
@@ -116,6 +119,7 @@ impl Default for AgentConfig {
             min_heartbeat_ttl: None,
             ignored: Vec::new(),
             loaded: Vec::new(),
+            client: Default::default(),
         }
     }
 }
@@ -143,7 +147,6 @@ const IGNORED_KEYS: &[&str] = &[
     "limits",
     "log_file",
     "log_json",
-    "plugin",
     "plugin_dir",
     "reporting",
     "sentinel",
@@ -281,16 +284,18 @@ impl AgentConfig {
                 }
                 "client" => {
                     for b in blocks(v) {
-                        if b.get("enabled").is_some_and(|e| e == &Value::Bool(true)) {
-                            return Err("client.enabled: the client agent is not available yet (issue #5); run simulated nodes with drover-nodesim".into());
-                        }
-                        self.ignored.push("client".into());
+                        self.client.merge_client_block(b, &mut self.ignored)?;
+                    }
+                }
+                "plugin" => {
+                    for b in blocks(v) {
+                        self.client.merge_plugin_block(b, &mut self.ignored)?;
                     }
                 }
                 k if IGNORED_KEYS.contains(&k) => self.ignored.push(k.to_string()),
                 other => {
                     return Err(format!(
-                        "unknown key {other:?} (known: name, region, datacenter, bind_addr, data_dir, log_level, ports, server, client)"
+                        "unknown key {other:?} (known: name, region, datacenter, bind_addr, data_dir, log_level, ports, server, client, plugin)"
                     ));
                 }
             }
@@ -303,9 +308,6 @@ impl AgentConfig {
         if !a.dev && !a.server && !a.client && a.config.is_empty() {
             return Err("Must specify either server, client or dev mode for the agent.".into());
         }
-        if a.client {
-            return Err("the client agent is not available yet (issue #5): run `drover agent -dev` or `-server`, and simulated nodes with drover-nodesim".into());
-        }
         if a.bootstrap_expect.is_some_and(|n| n > 1) {
             return Err("-bootstrap-expect: only single-server clusters are supported".into());
         }
@@ -314,9 +316,19 @@ impl AgentConfig {
             c.dev = true;
             c.bind_addr = "127.0.0.1".into();
             c.log_level = "DEBUG".into();
+            c.client.enabled = true;
+            c.client.raw_exec_enabled = true;
+            c.client.mock_driver = true;
+            c.client.network_interface = Some("lo".into());
         }
         for f in &a.config {
             c.merge_file(f)?;
+        }
+        if a.client {
+            c.client.enabled = true;
+        }
+        if a.client && !a.server && !a.dev {
+            return Err("client-only agents are not supported yet: run the client together with a server (-dev, or -server -client)".into());
         }
         let set = |dst: &mut String, v: &Option<String>| {
             if let Some(v) = v {
@@ -425,6 +437,8 @@ pub struct RunningAgent {
     pub http_addr: SocketAddr,
     /// Where RPC listens.
     pub rpc_addr: SocketAddr,
+    /// The client, when this agent runs one.
+    pub client: Option<drover_client::Client>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -432,6 +446,9 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Stops listeners, the server and Raft.
     pub async fn stop(self) {
+        if let Some(c) = &self.client {
+            c.shutdown().await;
+        }
         self.stop.send_replace(true);
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(5), t).await;
@@ -489,7 +506,25 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, String> {
     }
     let server = drover_server::Server::start(sc, log);
 
+    let client = if config.client.enabled {
+        let root = match &config.data_dir {
+            Some(d) => d.clone(),
+            None => raft.data_dir().to_path_buf(),
+        };
+        let http_adv = format!("{}:{}", advertise_ip(&config.bind_addr), http_addr.port());
+        let c = crate::agent_client::start(&config.client, &config, &root, &advertise_rpc, &http_adv).await?;
+        Some(c)
+    } else {
+        None
+    };
+
     let mut info = drover_http::AgentInfo::for_server(&server);
+    if let Some(c) = &client {
+        info.client = Some(drover_http::ClientInfo {
+            node_id: c.node_id(),
+            servers: vec![advertise_rpc.clone()],
+        });
+    }
     info.bind_addr = config.bind_addr.clone();
     info.http_port = http_addr.port();
     info.rpc_port = rpc_addr.port();
@@ -500,7 +535,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, String> {
         .as_ref()
         .map(|d| d.display().to_string())
         .unwrap_or_default();
-    let router = drover_http::router(server.clone(), info);
+    let router = drover_http::router_with_client(server.clone(), info, client.clone());
 
     let (stop, _) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
@@ -524,18 +559,25 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, String> {
         }
     }));
 
-    print_banner(&config, http_addr, rpc_addr, &raft);
+    print_banner(&config, http_addr, rpc_addr, &raft, client.as_ref());
     Ok(RunningAgent {
         server,
         raft,
         http_addr,
         rpc_addr,
+        client,
         stop,
         tasks,
     })
 }
 
-fn print_banner(c: &AgentConfig, http: SocketAddr, rpc: SocketAddr, raft: &drover_raft::RaftNode) {
+fn print_banner(
+    c: &AgentConfig,
+    http: SocketAddr,
+    rpc: SocketAddr,
+    raft: &drover_raft::RaftNode,
+    client: Option<&drover_client::Client>,
+) {
     let adv = advertise_ip(&c.bind_addr);
     if c.loaded.is_empty() {
         println!("==> No configuration files loaded");
@@ -550,7 +592,7 @@ fn print_banner(c: &AgentConfig, http: SocketAddr, rpc: SocketAddr, raft: &drove
         format!("HTTP: {adv}:{}; RPC: {adv}:{}", http.port(), rpc.port()),
     );
     rows.insert("Bind Addrs", format!("HTTP: [{http}]; RPC: {rpc}"));
-    rows.insert("Client", "false".into());
+    rows.insert("Client", client.is_some().to_string());
     rows.insert("Log Level", c.log_level.clone());
     rows.insert("Region", format!("{} (DC: {})", c.region, c.datacenter));
     rows.insert("Server", "true (Bootstrap: true)".into());
@@ -569,14 +611,28 @@ fn print_banner(c: &AgentConfig, http: SocketAddr, rpc: SocketAddr, raft: &drove
     for k in &c.ignored {
         println!("==> Note: configuration key {k:?} is not supported by Drover and is ignored");
     }
+    if let Some(cl) = client {
+        let node = cl.node();
+        let mut drivers: Vec<String> = node
+            .drivers
+            .iter()
+            .map(|(name, d)| match (d.detected, d.healthy) {
+                (true, true) => name.clone(),
+                (true, false) => format!("{name} (unhealthy: {})", d.health_description),
+                _ => format!("{name} (not detected: {})", d.health_description),
+            })
+            .collect();
+        drivers.sort();
+        println!(
+            "==> Client node {} ({}) drivers: {}",
+            node.id,
+            node.name,
+            drivers.join(", ")
+        );
+    }
     if c.dev {
         println!(
-            "==> Dev mode: this agent runs the server only; the client (task drivers) is not built yet."
-        );
-        println!(
-            "    Add simulated nodes to schedule onto:  cargo run -q -p drover-nodesim -- -address {}:{} -nodes 3",
-            advertise_ip(&c.bind_addr),
-            rpc.port()
+            "==> Dev mode: server and client in one process; raw_exec is enabled. Try: drover job init && drover job run example.nomad.hcl"
         );
     }
     println!("==> Drover agent started! Log data will stream in below:\n");

@@ -23,6 +23,7 @@
 //! Go-style single-dash long flags work through [`normalize_args`].
 
 pub mod agent;
+pub mod agent_client;
 pub mod alloc;
 pub mod common;
 pub mod deployment;

@@ -53,6 +53,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `drover executor <spec>`: the per-task supervisor the client starts (hidden; see
+    // drover_drivers::executor). Handled before clap so nothing else runs in that process.
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some("executor") {
+        let code = drover_drivers::executor::run_main(raw[2..].to_vec());
+        return ExitCode::from(code.clamp(0, 255) as u8);
+    }
     let args = normalize_args(std::env::args());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

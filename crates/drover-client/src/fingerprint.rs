@@ -96,7 +96,7 @@ pub fn host(alloc_dir: &Path, interface: Option<&str>, advertise_http: &str) -> 
     }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get() as i64)
-        .unwrap_or(processors.max(1));
+        .unwrap_or_else(|_| processors.max(1));
     let mhz = if mhz > 0.0 { mhz.round() as i64 } else { 1000 };
     let total = cores * mhz;
     let uts = nix::sys::utsname::uname().ok();
@@ -159,8 +159,8 @@ pub fn host(alloc_dir: &Path, interface: Option<&str>, advertise_http: &str) -> 
     // Storage.
     let (total_bytes, free_bytes) = match nix::sys::statvfs::statvfs(alloc_dir) {
         Ok(s) => (
-            s.blocks() as u64 * s.fragment_size() as u64,
-            s.blocks_available() as u64 * s.fragment_size() as u64,
+            s.blocks() * s.fragment_size(),
+            s.blocks_available() * s.fragment_size(),
         ),
         Err(_) => (0, 0),
     };

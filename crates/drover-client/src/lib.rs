@@ -725,7 +725,7 @@ impl Client {
                     .values()
                     .any(|a| acked.get(&a.id) != Some(&a.client_status))
             };
-            if !urgent && tick % 5 != 0 {
+            if !urgent && !tick.is_multiple_of(5) {
                 continue;
             }
             let batch: Vec<Allocation> = {

@@ -37,6 +37,9 @@ pub struct LocalTaskState {
     pub run_complete: bool,
 }
 
+/// An allocation read back at start-up, with its tasks' states by task name.
+pub type RestoredAlloc = (Allocation, BTreeMap<String, LocalTaskState>);
+
 /// The client database.
 #[derive(Debug, Clone)]
 pub struct StateDb {
@@ -127,14 +130,14 @@ impl StateDb {
 
     /// Every stored allocation with its tasks' states. An unreadable record is skipped with a
     /// warning (the servers resend the allocation).
-    pub fn load(&self) -> Result<Vec<(Allocation, BTreeMap<String, LocalTaskState>)>, ClientError> {
+    pub fn load(&self) -> Result<Vec<RestoredAlloc>, ClientError> {
         let txn = self.db.begin_read().map_err(err)?;
         let allocs = txn.open_table(ALLOCS).map_err(err)?;
         let tasks = txn.open_table(TASKS).map_err(err)?;
         let mut out = Vec::new();
         for item in allocs.iter().map_err(err)? {
             let (k, v) = item.map_err(err)?;
-            let alloc: Allocation = match serde_json::from_slice(v.value()) {
+            let alloc: Allocation = match drover_types::codec::from_slice(v.value()) {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(alloc_id = k.value(), error = %e, "skipping unreadable allocation in the client state");
@@ -148,7 +151,7 @@ impl StateDb {
                 let Some(name) = tk.value().strip_prefix(&prefix) else {
                     break;
                 };
-                match serde_json::from_slice::<LocalTaskState>(tv.value()) {
+                match drover_types::codec::from_slice::<LocalTaskState>(tv.value()) {
                     Ok(s) => {
                         states.insert(name.to_string(), s);
                     }
@@ -178,6 +181,7 @@ mod tests {
                 })
                 .unwrap();
             }
+            // Empty lists encode as `null` (Nomad's wire format); they must read back.
             let mut s = LocalTaskState::default();
             s.state.state = "running".into();
             db.put_task("a1", "web", &s).unwrap();

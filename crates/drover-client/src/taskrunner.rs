@@ -494,54 +494,56 @@ impl TaskRunner {
         tracker: &mut RestartTracker,
     ) -> Option<ExitResult> {
         let mut waiting = driver.wait_task(id);
-        loop {
-            tokio::select! {
-                r = &mut waiting => {
-                    return Some(r.unwrap_or_else(|e| ExitResult { err: Some(e.to_string()), ..Default::default() }));
-                }
-                cmd = inbox.recv() => {
-                    let (kill, kind, reason) = match cmd {
-                        Some(TaskCommand::Kill { event, reason }) => (true, event, reason),
-                        Some(TaskCommand::Restart { reason }) => (false, "Restart Signaled".to_string(), reason),
-                        None => (true, String::new(), String::new()),
-                    };
-                    if !kind.is_empty() {
-                        self.emit(event(&kind, if reason.is_empty() { "Task signaled to restart".into() } else { reason.clone() }));
-                    }
-                    let timeout = self.kill_timeout();
-                    let mut ev = event(
-                        "Killing",
-                        format!("Sent interrupt. Waiting {} before force killing", format_duration(timeout.as_nanos() as Nanos)),
-                    );
-                    ev.kill_timeout = timeout.as_nanos() as Nanos;
-                    ev.kill_reason = reason;
-                    self.emit(ev);
-                    if kill {
-                        tracker.set_killed();
-                    } else {
-                        tracker.request_restart();
-                    }
-                    let mut tries = 0;
-                    while let Err(e) = driver.stop_task(id, timeout, &self.task.kill_signal).await {
-                        if matches!(e, DriverError::TaskNotFound(_)) || tries >= 4 {
-                            break;
-                        }
-                        tries += 1;
-                        tokio::time::sleep(Duration::from_millis(500 * tries)).await;
-                    }
-                    let exit = (&mut waiting).await.unwrap_or_default();
-                    if kill {
-                        let _ = driver.destroy_task(id, true).await;
-                        self.update(|s| {
-                            s.handle = None;
-                        });
-                        let _ = exit;
-                        return None;
-                    }
-                    return Some(exit);
-                }
+        let cmd = tokio::select! {
+            r = &mut waiting => {
+                return Some(r.unwrap_or_else(|e| ExitResult { err: Some(e.to_string()), ..Default::default() }));
             }
+            cmd = inbox.recv() => cmd,
+        };
+        let (kill, kind, reason) = match cmd {
+            Some(TaskCommand::Kill { event, reason }) => (true, event, reason),
+            Some(TaskCommand::Restart { reason }) => (false, "Restart Signaled".to_string(), reason),
+            None => (true, String::new(), String::new()),
+        };
+        if !kind.is_empty() {
+            let msg = if reason.is_empty() {
+                "Task signaled to restart".to_string()
+            } else {
+                reason.clone()
+            };
+            self.emit(event(&kind, msg));
         }
+        let timeout = self.kill_timeout();
+        let mut ev = event(
+            "Killing",
+            format!(
+                "Sent interrupt. Waiting {} before force killing",
+                format_duration(timeout.as_nanos() as Nanos)
+            ),
+        );
+        ev.kill_timeout = timeout.as_nanos() as Nanos;
+        ev.kill_reason = reason;
+        self.emit(ev);
+        if kill {
+            tracker.set_killed();
+        } else {
+            tracker.request_restart();
+        }
+        let mut tries = 0;
+        while let Err(e) = driver.stop_task(id, timeout, &self.task.kill_signal).await {
+            if matches!(e, DriverError::TaskNotFound(_)) || tries >= 4 {
+                break;
+            }
+            tries += 1;
+            tokio::time::sleep(Duration::from_millis(500 * tries)).await;
+        }
+        let exit = (&mut waiting).await.unwrap_or_default();
+        if kill {
+            let _ = driver.destroy_task(id, true).await;
+            self.update(|s| s.handle = None);
+            return None;
+        }
+        Some(exit)
     }
 
     async fn exited(&self, driver: &Arc<dyn Driver>, id: &str, exit: ExitResult) -> Outcome {
