@@ -331,12 +331,8 @@ impl Suite {
             "{}: SIGINT should have ended it",
             d.name()
         );
-        let r = self.wait(&d, &h).await;
-        assert!(
-            !r.successful() || r.signal != 0 || r.exit_code != 0,
-            "{}: {r:?}",
-            d.name()
-        );
+        // Any exit is fine (QEMU, for one, exits 0 on SIGINT); what matters is that it ended.
+        self.wait(&d, &h).await;
         Self::assert_gone(&pids).await;
         self.destroy(&d, &h).await;
     }
