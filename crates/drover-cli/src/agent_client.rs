@@ -190,7 +190,7 @@ impl ClientSettings {
 
     /// The drivers this client offers.
     pub fn drivers(&self) -> Vec<Arc<dyn Driver>> {
-        use drover_drivers::{docker, exec, java, mock, rawexec};
+        use drover_drivers::{docker, exec, java, mock, qemu, rawexec};
         let executor = executor_command();
         let mut v: Vec<Arc<dyn Driver>> = vec![
             Arc::new(rawexec::RawExecDriver::new(rawexec::RawExecConfig {
@@ -199,6 +199,7 @@ impl ClientSettings {
             })),
             Arc::new(exec::ExecDriver::new(exec::ExecConfig::new(executor.clone()))),
             Arc::new(java::JavaDriver::new(exec::ExecConfig::new(executor.clone()))),
+            Arc::new(qemu::QemuDriver::new(executor.clone())),
             Arc::new(docker::DockerDriver::new(docker::DockerConfig {
                 volumes_enabled: self.docker_volumes,
                 allow_privileged: self.docker_privileged,

@@ -19,6 +19,8 @@ struct Agent {
     http: String,
     dir: PathBuf,
     ports: (u16, u16, u16),
+    /// Take down leftover tasks when dropped (not when replaced by a restarted agent).
+    cleanup: bool,
 }
 
 impl Agent {
@@ -75,6 +77,7 @@ plugin "raw_exec" {{
             http: format!("http://127.0.0.1:{}", ports.0),
             dir: dir.to_path_buf(),
             ports,
+            cleanup: true,
         };
         agent.wait_node_ready();
         agent
@@ -104,6 +107,7 @@ plugin "raw_exec" {{
 
     fn restart(mut self) -> Agent {
         self.kill9();
+        self.cleanup = false;
         Agent::start_on(&self.dir.clone(), self.ports)
     }
 }
@@ -111,6 +115,57 @@ plugin "raw_exec" {{
 impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
+        if !self.cleanup {
+            return;
+        }
+        // Tasks outlive the agent by design: after a failed test, take down what it started
+        // (executors and tasks that name this directory, runc containers and docker containers
+        // of its allocations) so nothing leaks into the next test.
+        let dir = self.dir.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let mentions = ["cmdline", "environ"].iter().any(|f| {
+                std::fs::read(entry.path().join(f)).is_ok_and(|b| String::from_utf8_lossy(&b).contains(&dir))
+            });
+            if mentions && pid != std::process::id() as i32 {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).output();
+            }
+        }
+        for alloc in std::fs::read_dir(self.dir.join("data/alloc"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = alloc.file_name().to_string_lossy().to_string();
+            if let Ok(out) = Command::new("runc")
+                .args(["--root", "/run/drover/runc", "list", "-q"])
+                .output()
+            {
+                for c in String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter(|c| c.contains(&id))
+                {
+                    let _ = Command::new("runc")
+                        .args(["--root", "/run/drover/runc", "delete", "--force", c])
+                        .output();
+                }
+            }
+            if let Ok(out) = Command::new("docker")
+                .args([
+                    "ps",
+                    "-aq",
+                    "--filter",
+                    &format!("label=com.hashicorp.nomad.alloc_id={id}"),
+                ])
+                .output()
+            {
+                for c in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = Command::new("docker").args(["rm", "-f", c]).output();
+                }
+            }
+        }
     }
 }
 
@@ -477,4 +532,345 @@ async fn a_job_for_a_driver_no_node_has_fails_placement_naming_it() {
         text.contains("missing driver") && text.contains("qemu2"),
         "{eval:#}"
     );
+}
+
+/// Whether a prerequisite holds; skips (false) with a reason, but fails under `CI=true`.
+fn require(what: &str, ok: bool) -> bool {
+    if !ok {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but {what} is missing");
+        }
+        eprintln!("skipping: {what} is missing");
+    }
+    ok
+}
+
+fn exec_ready() -> bool {
+    require(
+        "root and runc (the exec driver)",
+        nix_is_root()
+            && Command::new("runc")
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success()),
+    )
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next().map(|u| u == "0"))
+        .unwrap_or(false)
+}
+
+fn docker_ready() -> bool {
+    let ok = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !require("a running docker engine", ok) {
+        return false;
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-test-images.sh");
+    let out = Command::new(&script).output().expect("build-test-images.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    true
+}
+
+fn task_job(id: &str, kind: &str, task: Value, network: Value) -> Value {
+    json!({
+        "Job": {
+            "ID": id, "Name": id, "Type": kind, "Datacenters": ["dc1"],
+            "TaskGroups": [{
+                "Name": "g", "Count": 1,
+                "Networks": network,
+                "RestartPolicy": {"Attempts": 0, "Interval": 60_000_000_000u64, "Delay": 1_000_000_000u64, "Mode": "fail"},
+                "ReschedulePolicy": no_reschedule(),
+                "Tasks": [task]
+            }]
+        }
+    })
+}
+
+fn log_of(agent: &Agent, alloc_id: &str, task: &str) -> String {
+    std::fs::read_to_string(
+        agent
+            .dir
+            .join("data/alloc")
+            .join(alloc_id)
+            .join(format!("alloc/logs/{task}.stdout.0")),
+    )
+    .unwrap_or_default()
+}
+
+fn terminated(alloc: &Value, task: &str) -> Value {
+    alloc["TaskStates"][task]["Events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["Type"] == "Terminated").cloned())
+        .unwrap_or_else(|| panic!("no Terminated event: {alloc:#}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_batch_job_sees_only_its_own_processes_and_its_chroot_then_completes() {
+    if !exec_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    let task = json!({
+        "Name": "t", "Driver": "exec",
+        "Config": {"command": "/bin/sh", "args": ["-c", "echo PROCS; ls /proc | grep -c '^[0-9]'; echo ROOT; ls /; id -u"]},
+        "Resources": {"CPU": 100, "MemoryMB": 64}
+    });
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("isolated", "batch", task, json!(null)),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "isolated", "the exec job to complete", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] != "pending" && a[0]["ClientStatus"] != "running"
+    })
+    .await;
+    let id = a[0]["ID"].as_str().expect("id").to_string();
+    let full = alloc(&agent.http, &id).await;
+    assert_eq!(full["ClientStatus"], "complete", "{full:#}\n{}", agent.log());
+    assert_eq!(terminated(&full, "t")["ExitCode"], 0);
+    let out = log_of(&agent, &id, "t");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("PROCS"), "{out}");
+    let procs: usize = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("process count");
+    // The container's init, the shell, ls and grep: nothing from the host.
+    assert!(procs <= 5, "the task sees {procs} processes:\n{out}");
+    let root: Vec<&str> = out.split("ROOT\n").nth(1).unwrap_or("").lines().collect();
+    for d in ["alloc", "local", "secrets", "tmp", "usr", "bin"] {
+        assert!(root.contains(&d), "/ of the task lacks {d}: {root:?}");
+    }
+    assert!(
+        !root.contains(&"root") && !root.contains(&"home"),
+        "/ is the host's: {root:?}"
+    );
+    assert_eq!(
+        root.last(),
+        Some(&"65534"),
+        "the task does not run as nobody: {out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exec_task_past_its_memory_limit_is_oom_killed_and_stop_leaves_nothing() {
+    if !exec_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    // `tail` buffers a line forever: /dev/zero has no newline.
+    let hog = json!({
+        "Name": "t", "Driver": "exec",
+        "Config": {"command": "/usr/bin/tail", "args": ["/dev/zero"]},
+        "Resources": {"CPU": 100, "MemoryMB": 32}
+    });
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("hog", "batch", hog, json!(null)),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "hog", "the OOM kill", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "failed"
+    })
+    .await;
+    let full = alloc(&agent.http, a[0]["ID"].as_str().expect("id")).await;
+    let t = terminated(&full, "t");
+    assert!(
+        t["DisplayMessage"].as_str().unwrap_or("").contains("OOM Killed"),
+        "{t:#}"
+    );
+    assert_eq!(t["Details"]["oom_killed"], "true", "{t:#}");
+
+    // A long exec service, stopped: no process, runc container, cgroup or mount remains.
+    let sleeper = json!({
+        "Name": "t", "Driver": "exec",
+        "Config": {"command": "/bin/sh", "args": ["-c", "echo $$ > /local/pid; exec sleep 3600"]},
+        "Resources": {"CPU": 100, "MemoryMB": 64}
+    });
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("sleeper", "service", sleeper, json!(null)),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "sleeper", "sleeper running", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "running"
+    })
+    .await;
+    let id = a[0]["ID"].as_str().expect("id").to_string();
+    let alloc_root = agent.dir.join("data/alloc").join(&id);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !alloc_root.join("t/local/pid").exists() {
+        assert!(Instant::now() < deadline, "no pid file");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out) = drover(&["job", "stop", "-detach", "sleeper"], &agent.http);
+    assert_eq!(code, 0, "{out}");
+    wait_allocs(&agent, "sleeper", "sleeper stopped", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "complete"
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+        let leftover = String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .any(|l| l.contains("sleep 3600"));
+        let cgroups = Command::new("find")
+            .args(["/sys/fs/cgroup", "-maxdepth", "3", "-path", &format!("*{id}*")])
+            .output()
+            .expect("find");
+        let cg = String::from_utf8_lossy(&cgroups.stdout).to_string();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if !leftover && cg.trim().is_empty() && !mounts.contains(&id) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: process={leftover} cgroups={cg:?} mounts={}",
+            mounts.lines().filter(|l| l.contains(&id)).count()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_docker_service_answers_on_its_port_survives_kill_9_and_bad_images_fail_clearly() {
+    if !docker_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    let web = json!({
+        "Name": "web", "Driver": "docker",
+        "Config": {
+            "image": "drover-test/busybox:local",
+            "command": "/bin/sh",
+            "args": ["-c", "mkdir -p /www && echo hello-from-docker > /www/index.html && exec httpd -f -p 8080 -h /www"],
+            "ports": ["http"]
+        },
+        "Resources": {"CPU": 100, "MemoryMB": 64}
+    });
+    let network = json!([{"Mode": "host", "DynamicPorts": [{"Label": "http", "To": 8080}]}]);
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("web", "service", web, network),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "web", "web running", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "running"
+    })
+    .await;
+    let id = a[0]["ID"].as_str().expect("id").to_string();
+    let full = alloc(&agent.http, &id).await;
+    let port = full["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+        .as_u64()
+        .expect("port");
+    let body = async || {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if body().await.is_some_and(|b| b.contains("hello-from-docker")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing answers on 127.0.0.1:{port}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let name = format!("web-{id}");
+    let inspect = |what: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", what, &name])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let container = inspect("{{.Id}}");
+    assert!(!container.is_empty(), "docker has no container named {name}");
+    let names = Command::new("docker")
+        .args(["ps", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    assert!(String::from_utf8_lossy(&names.stdout).lines().any(|l| l == name));
+
+    // kill -9 the agent: the container keeps serving and is re-attached, not replaced.
+    let agent = agent.restart();
+    assert!(body().await.is_some_and(|b| b.contains("hello-from-docker")));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(inspect("{{.Id}}"), container);
+    let full = alloc(&agent.http, &id).await;
+    assert_eq!(full["ClientStatus"], "running");
+    assert_eq!(
+        events(&full, "web").iter().filter(|e| *e == "Started").count(),
+        1,
+        "{full:#}"
+    );
+
+    // A missing image: a Driver Failure event carrying the engine's message.
+    let bad = json!({
+        "Name": "bad", "Driver": "docker",
+        "Config": {"image": "drover-test/does-not-exist:1.0"},
+        "Resources": {"CPU": 100, "MemoryMB": 64}
+    });
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("bad", "batch", bad, json!(null)),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "bad", "the bad image to fail", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "failed"
+    })
+    .await;
+    let full = alloc(&agent.http, a[0]["ID"].as_str().expect("id")).await;
+    let failure = full["TaskStates"]["bad"]["Events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["Type"] == "Driver Failure").cloned())
+        .unwrap_or_else(|| panic!("no Driver Failure: {full:#}"));
+    let msg = failure["DisplayMessage"].as_str().unwrap_or("").to_lowercase();
+    assert!(
+        msg.contains("does-not-exist")
+            && (msg.contains("pull") || msg.contains("not found") || msg.contains("no such")),
+        "{failure:#}"
+    );
+
+    // Stopping removes the container.
+    let (code, out) = drover(&["job", "stop", "-detach", "web"], &agent.http);
+    assert_eq!(code, 0, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ps = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .expect("docker ps");
+        if !String::from_utf8_lossy(&ps.stdout).lines().any(|l| l == name) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container {name} still exists after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
