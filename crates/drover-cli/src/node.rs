@@ -9,13 +9,15 @@
 //!  -self                  GET /v1/agent/self → stats.client.node_id
 //! ```
 //!
-//! Host statistics (`Uptime`, `Host Resource Utilization`, allocation utilisation) need the
-//! client stats endpoint and are not shown.
+//! `node status NODE` also asks the node's agent (its `HTTPAddr`, else the agent at
+//! `-address`) for `GET /v1/client/stats?node_id=`; when that answers, `Uptime` and `Host
+//! Resource Utilization` are shown, otherwise they are left out (as Nomad tolerates the
+//! failure). Per-allocation utilisation is not shown.
 
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
-use drover_api::{Client, DrainSpec, QueryOptions};
+use drover_api::{Client, DrainSpec, HostStats, QueryOptions};
 use drover_types::node::Node;
 use drover_types::{Allocation, NodeListStub};
 
@@ -212,8 +214,47 @@ fn names_or_none<I: IntoIterator<Item = String>>(it: I) -> String {
     v.join(",")
 }
 
+/// The `Host Resource Utilization` table: CPU and memory in use, and the allocation
+/// directory's disk (`used/size`, or the device in parentheses when its size is unknown).
+pub fn host_utilization_table(n: &Node, h: &HostStats) -> String {
+    let res = n.node_resources.clone().unwrap_or_default();
+    let disk = match &h.alloc_dir_stats {
+        Some(d) if d.size > 0 => format!("{}/{}", format::ibytes(d.used), format::ibytes(d.size)),
+        Some(d) => format!("({})", d.device),
+        None => String::new(),
+    };
+    table(&[
+        row!["CPU", "Memory", "Disk"],
+        row![
+            format!(
+                "{}/{} MHz",
+                h.cpu_ticks_consumed.floor() as i64,
+                res.cpu.cpu_shares
+            ),
+            format!(
+                "{}/{}",
+                format::ibytes(h.memory.used),
+                format::ibytes(h.memory.total)
+            ),
+            disk
+        ],
+    ])
+}
+
 /// The `node status NODE` view (without host statistics).
 pub fn node_detail_text(n: &Node, allocs: &[Allocation], now: i64, verbose: bool) -> String {
+    node_detail_text_with_stats(n, allocs, None, now, verbose)
+}
+
+/// The `node status NODE` view; with the node's host statistics it shows `Uptime` and `Host
+/// Resource Utilization`.
+pub fn node_detail_text_with_stats(
+    n: &Node,
+    allocs: &[Allocation],
+    host: Option<&HostStats>,
+    now: i64,
+    verbose: bool,
+) -> String {
     let drivers = names_or_none(n.drivers.iter().filter(|(_, d)| d.detected).map(|(name, d)| {
         if d.healthy {
             name.clone()
@@ -221,7 +262,7 @@ pub fn node_detail_text(n: &Node, allocs: &[Allocation], now: i64, verbose: bool
             format!("{name} (unhealthy)")
         }
     }));
-    let mut out = kv(&[
+    let mut rows = vec![
         ("ID", n.id.clone()),
         ("Name", n.name.clone()),
         ("Node Pool", n.node_pool.clone()),
@@ -232,11 +273,20 @@ pub fn node_detail_text(n: &Node, allocs: &[Allocation], now: i64, verbose: bool
         ("Status", n.status.clone()),
         ("CSI Controllers", String::new()),
         ("CSI Drivers", String::new()),
+    ];
+    if let Some(h) = host {
+        rows.push((
+            "Uptime",
+            drover_types::time::format_duration(h.uptime as i64 * drover_types::time::SECOND),
+        ));
+    }
+    rows.extend([
         ("Host Volumes", names_or_none(n.host_volumes.keys().cloned())),
         ("Host Networks", names_or_none(n.host_networks.keys().cloned())),
         ("CSI Volumes", String::new()),
         ("Driver Status", drivers),
     ]);
+    let mut out = kv(&rows);
 
     out.push_str("\n\nNode Events\n");
     let mut events = vec![if verbose {
@@ -256,6 +306,10 @@ pub fn node_detail_text(n: &Node, allocs: &[Allocation], now: i64, verbose: bool
 
     out.push_str("\n\nAllocated Resources\n");
     out.push_str(&allocated_resources_table(n, allocs));
+    if let Some(h) = host {
+        out.push_str("\n\nHost Resource Utilization\n");
+        out.push_str(&host_utilization_table(n, h));
+    }
 
     if verbose {
         out.push_str("\n\nDrivers\n");
@@ -401,7 +455,21 @@ pub async fn node_status(a: &NodeStatusArgs, client: &Client, ui: &mut Ui) -> u8
             return 1;
         }
     };
-    ui.output(node_detail_text(&node, &allocs, ui.now(), a.verbose));
+    let host = if node.status == "down" {
+        None
+    } else {
+        let clients = crate::alloc::node_clients(client, &id).await;
+        crate::alloc::on_node(&clients, async |c: &Client| c.host_stats(Some(&id)).await)
+            .await
+            .ok()
+    };
+    ui.output(node_detail_text_with_stats(
+        &node,
+        &allocs,
+        host.as_ref(),
+        ui.now(),
+        a.verbose,
+    ));
     0
 }
 
