@@ -874,3 +874,96 @@ async fn a_docker_service_answers_on_its_port_survives_kill_9_and_bad_images_fai
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+async fn wait_port(port: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port as u16))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: nothing listens on 127.0.0.1:{port}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_job_runs_as_the_readme_says() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    let run = |file: &str| {
+        let path = examples.join(file);
+        let (code, out) = drover(
+            &["job", "run", "-detach", path.to_str().expect("utf8")],
+            &agent.http,
+        );
+        assert_eq!(code, 0, "{file}: {out}");
+    };
+    let single = |a: &[Value], status: &str| a.len() == 1 && a[0]["ClientStatus"] == status;
+
+    run("raw_exec.nomad.hcl");
+    let a = wait_allocs(&agent, "hello-raw", "hello-raw running", |a| single(a, "running")).await;
+    let id = a[0]["ID"].as_str().expect("id").to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(log_of(&agent, &id, "hello").contains("tick 0 from hello-raw.hello[0]"));
+
+    if exec_ready() {
+        run("exec.nomad.hcl");
+        let a = wait_allocs(&agent, "isolated", "isolated complete", |a| single(a, "complete")).await;
+        let out = log_of(&agent, a[0]["ID"].as_str().expect("id"), "look");
+        assert!(
+            out.contains("uid=65534(nobody)") && out.contains("== /\nalloc\n"),
+            "{out}"
+        );
+
+        let java = Command::new("java")
+            .arg("-version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if require("a JDK (java)", java) {
+            run("java.nomad.hcl");
+            let a = wait_allocs(&agent, "hello-java", "hello-java complete", |a| {
+                single(a, "complete")
+            })
+            .await;
+            let out = log_of(&agent, a[0]["ID"].as_str().expect("id"), "hello");
+            assert!(out.starts_with("hello from java"), "{out}");
+        }
+    }
+    let qemu = Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if require("qemu-system-x86_64", qemu) {
+        run("qemu.nomad.hcl");
+        let a = wait_allocs(&agent, "tiny-vm", "tiny-vm running", |a| single(a, "running")).await;
+        let full = alloc(&agent.http, a[0]["ID"].as_str().expect("id")).await;
+        let port = full["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+            .as_u64()
+            .expect("port");
+        wait_port(port, "qemu's forwarded ssh port").await;
+    }
+    if docker_ready() {
+        run("docker.nomad.hcl");
+        let a = wait_allocs(&agent, "web", "web running", |a| single(a, "running")).await;
+        let full = alloc(&agent.http, a[0]["ID"].as_str().expect("id")).await;
+        let port = full["AllocatedResources"]["Shared"]["Ports"][0]["Value"]
+            .as_u64()
+            .expect("port");
+        wait_port(port, "the docker example's http port").await;
+    }
+    for job in ["hello-raw", "tiny-vm", "web"] {
+        let _ = drover(&["job", "stop", "-detach", job], &agent.http);
+    }
+    for job in ["hello-raw", "tiny-vm", "web"] {
+        wait_allocs(&agent, job, "the example to stop", |a| {
+            a.iter()
+                .all(|x| x["ClientStatus"] != "running" && x["ClientStatus"] != "pending")
+        })
+        .await;
+    }
+}

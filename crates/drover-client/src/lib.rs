@@ -491,7 +491,12 @@ impl Client {
     }
 
     async fn refingerprint(&self) {
-        let mut last: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        let mut last: BTreeMap<String, (bool, bool)> = self
+            .node()
+            .drivers
+            .iter()
+            .map(|(k, i)| (k.clone(), (i.detected, i.healthy)))
+            .collect();
         loop {
             if !self.nap(Duration::from_secs(30)).await {
                 return;
@@ -501,9 +506,6 @@ impl Client {
                 .iter()
                 .map(|(k, (i, _))| (k.clone(), (i.detected, i.healthy)))
                 .collect();
-            if last.is_empty() {
-                last = now_health.clone();
-            }
             if now_health != last {
                 last = now_health;
                 {
@@ -511,6 +513,7 @@ impl Client {
                     apply_driver_fingerprints(&mut n, drivers);
                 }
                 let node = self.node();
+                tracing::info!("driver health changed; registering the node again");
                 if let Err(e) = self.inner.rpc.register(node).await {
                     tracing::warn!(error = %e, "re-registration after a driver change failed");
                 }

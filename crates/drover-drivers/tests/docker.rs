@@ -692,6 +692,7 @@ mod conformance {
                 bad_config: (config(json!({"image": IMAGE, "args": "x"})), "args".into()),
                 survives_restart: true,
                 has_processes: true,
+                prepare: None,
                 leak_check: Some(no_container_left),
             },
         };
