@@ -21,14 +21,16 @@ struct Agent {
     ports: (u16, u16, u16),
     /// Take down leftover tasks when dropped (not when replaced by a restarted agent).
     cleanup: bool,
+    /// Extra lines of the `client {}` block.
+    client_extra: String,
 }
 
 impl Agent {
     fn start(dir: &Path) -> Agent {
-        Self::start_on(dir, (free_port(), free_port(), free_port()))
+        Self::start_on(dir, (free_port(), free_port(), free_port()), "")
     }
 
-    fn start_on(dir: &Path, ports: (u16, u16, u16)) -> Agent {
+    fn start_on(dir: &Path, ports: (u16, u16, u16), client_extra: &str) -> Agent {
         let config = dir.join("agent.hcl");
         std::fs::write(
             &config,
@@ -47,6 +49,7 @@ server {{
 client {{
   enabled = true
   network_interface = "lo"
+  {}
 }}
 plugin "raw_exec" {{
   config {{
@@ -57,7 +60,8 @@ plugin "raw_exec" {{
                 dir.join("data").display(),
                 ports.0,
                 ports.1,
-                ports.2
+                ports.2,
+                client_extra
             ),
         )
         .expect("write config");
@@ -78,6 +82,7 @@ plugin "raw_exec" {{
             dir: dir.to_path_buf(),
             ports,
             cleanup: true,
+            client_extra: client_extra.to_string(),
         };
         agent.wait_node_ready();
         agent
@@ -108,7 +113,7 @@ plugin "raw_exec" {{
     fn restart(mut self) -> Agent {
         self.kill9();
         self.cleanup = false;
-        Agent::start_on(&self.dir.clone(), self.ports)
+        Agent::start_on(&self.dir.clone(), self.ports, &self.client_extra.clone())
     }
 }
 
@@ -965,5 +970,200 @@ async fn every_example_job_runs_as_the_readme_says() {
                 .all(|x| x["ClientStatus"] != "running" && x["ClientStatus"] != "pending")
         })
         .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_hooks_run_in_order_and_sidecars_stop_with_the_main_task() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    let step = |name: &str, hook: Option<(&str, bool)>, script: &str| {
+        let mut t = json!({
+            "Name": name, "Driver": "raw_exec",
+            "Config": {"command": "/bin/sh", "args": ["-c", script]},
+            "Resources": {"CPU": 50, "MemoryMB": 32},
+            "KillTimeout": 2_000_000_000u64
+        });
+        if let Some((h, sidecar)) = hook {
+            t["Lifecycle"] = json!({"Hook": h, "Sidecar": sidecar});
+        }
+        t
+    };
+    let log = "$NOMAD_ALLOC_DIR/data/order";
+    let tasks = json!([
+        step(
+            "cleanup",
+            Some(("poststop", false)),
+            &format!("echo cleanup >> {log}")
+        ),
+        step("post", Some(("poststart", false)), &format!("echo post >> {log}")),
+        step("main", None, &format!("sleep 1; echo main >> {log}; sleep 1")),
+        step(
+            "side",
+            Some(("prestart", true)),
+            &format!(
+                "echo side >> {log}; trap 'echo side-stopped >> {log}; exit 0' INT; while true; do sleep 0.1; done"
+            )
+        ),
+        step(
+            "init",
+            Some(("prestart", false)),
+            &format!("sleep 0.5; echo init >> {log}")
+        ),
+    ]);
+    let mut j = job(
+        "life",
+        "batch",
+        "true",
+        json!({"Attempts": 0, "Mode": "fail"}),
+        no_reschedule(),
+    );
+    j["Job"]["TaskGroups"][0]["Tasks"] = tasks;
+    let (code, r) = put(&format!("{}/v1/jobs", agent.http), &j).await;
+    assert_eq!(code, 200, "{r}");
+    let a = wait_allocs(&agent, "life", "the group to finish", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] != "pending" && a[0]["ClientStatus"] != "running"
+    })
+    .await;
+    let id = a[0]["ID"].as_str().expect("id").to_string();
+    let full = alloc(&agent.http, &id).await;
+    assert_eq!(full["ClientStatus"], "complete", "{full:#}");
+    let order = std::fs::read_to_string(agent.dir.join("data/alloc").join(&id).join("alloc/data/order"))
+        .expect("order");
+    let lines: Vec<&str> = order.lines().collect();
+    let pos = |w: &str| {
+        lines
+            .iter()
+            .position(|l| *l == w)
+            .unwrap_or_else(|| panic!("{w} never ran: {lines:?}"))
+    };
+    assert!(
+        pos("init") < pos("main") && pos("side") < pos("main"),
+        "prestart must finish first: {lines:?}"
+    );
+    assert!(
+        pos("post") > pos("side") && pos("post") > pos("init"),
+        "{lines:?}"
+    );
+    assert!(pos("side-stopped") > pos("main"), "{lines:?}");
+    assert_eq!(lines.last(), Some(&"cleanup"), "poststop runs last: {lines:?}");
+    assert!(
+        events(&full, "side").contains(&"Main Tasks Dead".to_string())
+            || events(&full, "side").contains(&"Killing".to_string()),
+        "{full:#}"
+    );
+    for t in ["init", "side", "main", "post", "cleanup"] {
+        assert_eq!(full["TaskStates"][t]["State"], "dead", "{t}: {full:#}");
+        assert_eq!(full["TaskStates"][t]["Failed"], false, "{t}: {full:#}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_signal_reaches_the_task_and_kill_timeout_ends_a_stubborn_one() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(dir.path());
+    let polite = "trap 'echo got-term > $NOMAD_TASK_DIR/sig; exit 0' TERM; while true; do sleep 0.1; done";
+    let stubborn = "echo $$ > $NOMAD_TASK_DIR/pid; trap '' INT TERM; while true; do sleep 0.1; done";
+    for (id, script, signal) in [("polite", polite, "SIGTERM"), ("stubborn", stubborn, "")] {
+        let mut j = job(
+            id,
+            "service",
+            script,
+            json!({"Attempts": 0, "Mode": "fail"}),
+            no_reschedule(),
+        );
+        j["Job"]["TaskGroups"][0]["Tasks"][0]["KillSignal"] = json!(signal);
+        j["Job"]["TaskGroups"][0]["Tasks"][0]["KillTimeout"] = json!(1_000_000_000u64);
+        let (code, r) = put(&format!("{}/v1/jobs", agent.http), &j).await;
+        assert_eq!(code, 200, "{r}");
+        wait_allocs(&agent, id, "running", |a| {
+            a.len() == 1 && a[0]["ClientStatus"] == "running"
+        })
+        .await;
+    }
+    let stubborn_id = allocs(&agent.http, "stubborn").await[0]["ID"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let pid = read_pid(&agent, &stubborn_id);
+    let started = Instant::now();
+    for id in ["polite", "stubborn"] {
+        let (code, out) = drover(&["job", "stop", "-detach", id], &agent.http);
+        assert_eq!(code, 0, "{out}");
+    }
+    let a = wait_allocs(&agent, "polite", "polite stopped", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "complete"
+    })
+    .await;
+    let sig = std::fs::read_to_string(
+        agent
+            .dir
+            .join("data/alloc")
+            .join(a[0]["ID"].as_str().expect("id"))
+            .join("t/local/sig"),
+    );
+    assert_eq!(sig.expect("the task got no signal").trim(), "got-term");
+    wait_allocs(&agent, "stubborn", "stubborn stopped", |a| {
+        a.len() == 1 && a[0]["ClientStatus"] == "complete"
+    })
+    .await;
+    while pid_alive(pid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the stubborn task outlived its kill timeout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let full = alloc(&agent.http, &stubborn_id).await;
+    let killing = full["TaskStates"]["t"]["Events"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["Type"] == "Killing").cloned())
+        .expect("a Killing event");
+    assert_eq!(killing["KillTimeout"], 1_000_000_000u64, "{killing:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminal_allocations_beyond_gc_max_allocs_are_collected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start_on(
+        dir.path(),
+        (free_port(), free_port(), free_port()),
+        "gc_max_allocs = 1",
+    );
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let id = format!("done{i}");
+        let (code, r) = put(
+            &format!("{}/v1/jobs", agent.http),
+            &job(
+                &id,
+                "batch",
+                "echo done",
+                json!({"Attempts": 0, "Mode": "fail"}),
+                no_reschedule(),
+            ),
+        )
+        .await;
+        assert_eq!(code, 200, "{r}");
+        let a = wait_allocs(&agent, &id, "complete", |a| {
+            a.len() == 1 && a[0]["ClientStatus"] == "complete"
+        })
+        .await;
+        ids.push(a[0]["ID"].as_str().expect("id").to_string());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let root = agent.dir.join("data/alloc");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let present: Vec<&String> = ids.iter().filter(|id| root.join(id).exists()).collect();
+        if present.len() == 1 {
+            assert_eq!(
+                present[0], &ids[2],
+                "the newest terminal allocation is the one kept"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "alloc dirs still present: {present:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

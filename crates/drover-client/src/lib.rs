@@ -170,6 +170,11 @@ struct Inner {
     /// Last client status acknowledged by the servers per allocation.
     acked: Mutex<HashMap<String, String>>,
     urgent: Notify,
+    /// Allocations collected here while the servers still list them: ID → AllocModifyIndex
+    /// at collection (not pulled again unless the servers change them).
+    collected: Mutex<HashMap<String, u64>>,
+    /// Rings when an allocation finished (its runner's tasks are all dead).
+    gc_trigger: Notify,
     registered: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -242,6 +247,8 @@ impl Client {
                 pending: Mutex::new(BTreeMap::new()),
                 acked: Mutex::new(HashMap::new()),
                 urgent: Notify::new(),
+                gc_trigger: Notify::new(),
+                collected: Mutex::new(HashMap::new()),
                 registered,
                 stop,
                 tasks: Mutex::new(Vec::new()),
@@ -259,6 +266,8 @@ impl Client {
         client.spawn(async move { c.sync_updates().await });
         let c = client.clone();
         client.spawn(async move { c.refingerprint().await });
+        let c = client.clone();
+        client.spawn(async move { c.gc_loop().await });
         Ok(client)
     }
 
@@ -474,7 +483,13 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(runner.id.clone(), runner.clone());
-        tokio::spawn(runner.run());
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            runner.run().await;
+            if let Some(inner) = weak.upgrade() {
+                inner.gc_trigger.notify_one();
+            }
+        });
     }
 
     fn restore(&self) -> Result<(), ClientError> {
@@ -610,12 +625,18 @@ impl Client {
                 .iter()
                 .map(|(k, r)| (k.clone(), r.alloc().alloc_modify_index))
                 .collect();
-            let pull: Vec<String> = resp
-                .allocs
-                .iter()
-                .filter(|(aid, idx)| existing.get(*aid).is_none_or(|have| *idx > have))
-                .map(|(aid, _)| aid.clone())
-                .collect();
+            let pull: Vec<String> = {
+                let mut collected = self.inner.collected.lock().unwrap_or_else(|e| e.into_inner());
+                collected.retain(|aid, _| resp.allocs.contains_key(aid));
+                resp.allocs
+                    .iter()
+                    .filter(|(aid, idx)| {
+                        let have = existing.get(*aid).or_else(|| collected.get(*aid));
+                        have.is_none_or(|have| *idx > have)
+                    })
+                    .map(|(aid, _)| aid.clone())
+                    .collect()
+            };
             if !pull.is_empty() {
                 match self.inner.rpc.get_allocs(pull.clone()).await {
                     Ok(got) => {
@@ -668,7 +689,12 @@ impl Client {
             .unwrap_or_else(|e| e.into_inner())
             .remove(alloc_id);
         if let Some(r) = r {
-            r.kill_all("", "allocation was removed by the servers");
+            self.inner
+                .collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(alloc_id.to_string(), r.alloc().alloc_modify_index);
+            r.kill_all("", "allocation was removed");
             r.wait_done().await;
             r.destroy_dir();
             let _ = self.inner.db.delete_alloc(alloc_id);
@@ -677,6 +703,19 @@ impl Client {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(alloc_id);
+        }
+    }
+
+    /// Collects garbage when an allocation finishes, and every minute (Nomad's gc_interval).
+    async fn gc_loop(&self) {
+        loop {
+            let mut stop = self.inner.stop.subscribe();
+            tokio::select! {
+                _ = self.inner.gc_trigger.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = wait_flag(&mut stop) => return,
+            }
+            self.collect_garbage().await;
         }
     }
 
@@ -690,8 +729,14 @@ impl Client {
             .values()
             .filter(|r| r.is_done())
             .map(|r| {
-                let a = r.alloc();
-                (a.modify_time, a.id)
+                // Oldest terminal first: by when its last task finished.
+                let finished = r
+                    .tasks()
+                    .iter()
+                    .filter_map(|t| t.state().finished_at.map(|f| f.0))
+                    .max()
+                    .unwrap_or(0);
+                (finished, r.id.clone())
             })
             .collect();
         let max = self.inner.config.gc_max_allocs;
