@@ -24,4 +24,8 @@ check drover-scheduler tokio openraft tonic axum bollard redb
 # server → raft, rpc: the transport and consensus crates never reach back into the server.
 check drover-raft drover-server tonic axum
 check drover-rpc drover-server openraft redb   # (tonic itself routes with axum)
+# drivers ← client: drivers know nothing of the client, the servers or consensus; the client
+# talks to servers only through drover-rpc, never by linking the server or Raft.
+check drover-drivers drover-client drover-server drover-raft openraft tonic axum redb
+check drover-client drover-server drover-raft openraft drover-http   # (axum comes in with tonic)
 exit $fail
