@@ -70,7 +70,20 @@ plugin "raw_exec" {{
             .append(true)
             .open(dir.join("agent.log"))
             .expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_drover"))
+        // `client_extra` starting with `#nobody` runs the agent as user nobody (via setpriv).
+        let mut cmd = if client_extra.starts_with("#nobody") {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_drover"),
+            ]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_drover"))
+        };
+        let child = cmd
             .args(["agent", "-config", config.to_str().expect("utf8 path")])
             .stdout(Stdio::from(log.try_clone().expect("clone")))
             .stderr(Stdio::from(log))
@@ -1166,4 +1179,51 @@ async fn terminal_allocations_beyond_gc_max_allocs_are_collected() {
         assert!(Instant::now() < deadline, "alloc dirs still present: {present:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_exec_is_not_offered_and_placement_says_why() {
+    if !nix_is_root() {
+        eprintln!("skipping: needs root to start an agent as nobody");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    // Nobody must reach the data dir and the binary: a copy of it in the (opened) temp dir.
+    let _ = Command::new("chmod")
+        .args(["0777", dir.path().to_str().expect("utf8")])
+        .status();
+    std::fs::copy(env!("CARGO_BIN_EXE_drover"), dir.path().join("drover")).expect("copy the binary");
+    let agent = Agent::start_on(dir.path(), (free_port(), free_port(), free_port()), "#nobody");
+    let (_, nodes) = get(&format!("{}/v1/nodes", agent.http)).await;
+    let node_id = nodes[0]["ID"].as_str().expect("node id").to_string();
+    let (_, node) = get(&format!("{}/v1/node/{node_id}", agent.http)).await;
+    assert_eq!(node["Drivers"]["exec"]["Detected"], false, "{node:#}");
+    assert_eq!(
+        node["Drivers"]["exec"]["HealthDescription"],
+        "exec driver must run as root"
+    );
+    assert_eq!(node["Drivers"]["raw_exec"]["Healthy"], true);
+
+    let task = json!({"Name": "t", "Driver": "exec", "Config": {"command": "/bin/true"}, "Resources": {"CPU": 100, "MemoryMB": 32}});
+    let (code, r) = put(
+        &format!("{}/v1/jobs", agent.http),
+        &task_job("needs-root", "batch", task, json!(null)),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let eval_id = r["EvalID"].as_str().expect("eval").to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let eval = loop {
+        let (_, e) = get(&format!("{}/v1/evaluation/{eval_id}", agent.http)).await;
+        if e["Status"] != "pending" {
+            break e;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = eval["FailedTGAllocs"]["g"].to_string();
+    assert!(
+        text.contains("missing driver") && text.contains("exec"),
+        "{eval:#}"
+    );
 }
