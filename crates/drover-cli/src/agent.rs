@@ -401,7 +401,7 @@ fn init_logging(level: &str) {
     let filter = std::env::var("DROVER_LOG").unwrap_or_else(|_| {
         let l = level.to_lowercase();
         // Our crates at the chosen level; dependencies (openraft, h2, ...) quieter.
-        format!("warn,drover_server={l},drover_raft={l},drover_http={l},drover_rpc={l},drover_cli={l},openraft=warn")
+        format!("warn,drover_server={l},drover_raft={l},drover_http={l},drover_rpc={l},drover_cli={l},drover_client={l},drover_drivers={l},openraft=warn")
     });
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()

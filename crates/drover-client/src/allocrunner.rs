@@ -47,7 +47,6 @@ pub struct AllocRunner {
     root: PathBuf,
     created: Instant,
     health: Mutex<Option<AllocDeploymentStatus>>,
-    killed: Mutex<bool>,
     done: watch::Sender<bool>,
     setup_error: Mutex<Option<String>>,
 }
@@ -109,7 +108,6 @@ impl AllocRunner {
             root: ctx.alloc_root.clone(),
             created: Instant::now(),
             health: Mutex::new(health),
-            killed: Mutex::new(false),
             done,
             setup_error: Mutex::new(None),
         })
@@ -155,11 +153,14 @@ impl AllocRunner {
         self.changed.notify_one();
     }
 
-    /// Kills every task that is not a poststop task (those run after the others).
+    /// Kills every task but the poststop ones (they run after the others) and the sidecars
+    /// (stopped once the main tasks are dead, so a proxy or log shipper outlives them; with no
+    /// main task they go at once).
     pub fn kill_all(&self, kind: &str, reason: &str) {
-        *self.killed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        let has_main = self.tasks.iter().any(|t| hook(t).0.is_empty());
         for t in &self.tasks {
-            if hook(t).0 != "poststop" {
+            let (h, sidecar) = hook(t);
+            if h != "poststop" && !(sidecar && has_main) {
                 t.command(TaskCommand::Kill {
                     event: kind.to_string(),
                     reason: reason.to_string(),
@@ -203,16 +204,18 @@ impl AllocRunner {
                 let mut ev = event("Setup Failure", err.clone());
                 ev.setup_error = err.clone();
                 ev.fails_task = true;
-                t.emit(ev);
-                t.command(TaskCommand::Kill {
-                    event: String::new(),
-                    reason: err.clone(),
-                });
+                t.command(TaskCommand::Fail { event: Box::new(ev) });
             }
         }
         let mut handles = Vec::new();
         for t in &self.tasks {
             handles.push(tokio::spawn(t.clone().run()));
+        }
+        // Stopped by the servers before it ran here, or while the agent was down: no task may
+        // (re)start, and running ones are stopped.
+        let current = self.alloc();
+        if current.server_terminal() {
+            self.kill_all("", &current.desired_description);
         }
         let mut failed_handled = false;
         loop {
@@ -408,5 +411,134 @@ impl AllocRunner {
         if let Err(e) = drover_drivers::taskdir::destroy(&self.root) {
             tracing::warn!(alloc_id = %self.id, error = %e, "could not remove the allocation directory");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::StateDb;
+    use drover_types::{Job, Task, TaskGroup};
+    use std::time::Duration;
+
+    fn alloc_with(tasks: Vec<Task>, desired: &str) -> Allocation {
+        let job = Job {
+            id: "j".into(),
+            name: "j".into(),
+            job_type: "batch".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                tasks,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        Allocation {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: "j.g[0]".into(),
+            job_id: "j".into(),
+            task_group: "g".into(),
+            job: Some(Arc::new(job)),
+            desired_status: desired.into(),
+            ..Default::default()
+        }
+    }
+
+    fn mock_task(name: &str, run_for: &str) -> Task {
+        let mut t = Task {
+            name: name.into(),
+            driver: "mock".into(),
+            ..Default::default()
+        };
+        t.config.insert("run_for".into(), serde_json::json!(run_for));
+        t
+    }
+
+    async fn run(
+        alloc: Allocation,
+        root: PathBuf,
+        dir: &std::path::Path,
+    ) -> (Arc<AllocRunner>, Arc<Mutex<Vec<Allocation>>>) {
+        let ctx = TaskContext {
+            db: StateDb::open(&dir).expect("db"),
+            node: Arc::new(Mutex::new(drover_types::Node::default())),
+            region: "global".into(),
+            alloc_root: root,
+            driver_state_dir: dir.join("tasks"),
+            max_kill_timeout: Duration::from_secs(5),
+            changed: Arc::new(Notify::new()),
+        };
+        let mut drivers: BTreeMap<String, Arc<dyn drover_drivers::Driver>> = BTreeMap::new();
+        drivers.insert("mock".into(), Arc::new(drover_drivers::mock::MockDriver::new()));
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let sink = reports.clone();
+        let report: Reporter = Arc::new(move |a| sink.lock().expect("lock").push(a));
+        let r = AllocRunner::new(alloc, ctx, &drivers, BTreeMap::new(), report);
+        let h = tokio::spawn(r.clone().run());
+        tokio::time::timeout(Duration::from_secs(20), h)
+            .await
+            .expect("the runner finishes")
+            .expect("join");
+        (r, reports)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allocation_stopped_before_it_ran_starts_no_task() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let alloc = alloc_with(vec![mock_task("a", "30s"), mock_task("b", "30s")], "stop");
+        let (r, reports) = run(alloc, tmp.path().join("alloc"), tmp.path()).await;
+        for t in r.tasks() {
+            let s = t.state();
+            assert_eq!(s.state, "dead");
+            assert!(!s.failed);
+            let kinds: Vec<&str> = s.events.iter().map(|e| e.event_type.as_str()).collect();
+            assert!(!kinds.contains(&"Started"), "{kinds:?}");
+        }
+        let last = reports.lock().expect("lock").last().cloned().expect("a report");
+        assert_eq!(last.client_status, "complete");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_directory_that_cannot_be_built_fails_every_task() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // A file where the allocation directory's parent should be.
+        std::fs::write(tmp.path().join("blocker"), "x").expect("write");
+        let alloc = alloc_with(vec![mock_task("a", "30s")], "run");
+        let (r, reports) = run(alloc, tmp.path().join("blocker").join("alloc"), tmp.path()).await;
+        let s = r.tasks()[0].state();
+        assert_eq!(s.state, "dead");
+        assert!(s.failed, "{s:?}");
+        let setup = s
+            .events
+            .iter()
+            .find(|e| e.event_type == "Setup Failure")
+            .expect("Setup Failure");
+        assert!(
+            setup.fails_task && setup.message.contains("allocation directory"),
+            "{setup:?}"
+        );
+        assert!(!s.events.iter().any(|e| e.event_type == "Started"));
+        let last = reports.lock().expect("lock").last().cloned().expect("a report");
+        assert_eq!(last.client_status, "failed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_successful_batch_task_gets_one_terminated_event() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let alloc = alloc_with(vec![mock_task("a", "50ms")], "run");
+        let (r, reports) = run(alloc, tmp.path().join("alloc"), tmp.path()).await;
+        let s = r.tasks()[0].state();
+        let kinds: Vec<&str> = s.events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(kinds, ["Received", "Task Setup", "Started", "Terminated"]);
+        assert!(!s.failed);
+        assert_eq!(
+            reports
+                .lock()
+                .expect("lock")
+                .last()
+                .expect("report")
+                .client_status,
+            "complete"
+        );
     }
 }

@@ -57,6 +57,11 @@ pub enum TaskCommand {
         /// Message of that event.
         reason: String,
     },
+    /// Fail the task without running it (the allocation could not be set up).
+    Fail {
+        /// The event recorded (`Setup Failure`), marked as failing the task.
+        event: Box<TaskEvent>,
+    },
     /// Restart the task now (`alloc restart`); not counted against the policy.
     Restart {
         /// Why.
@@ -320,6 +325,18 @@ impl TaskRunner {
         (p, job_type)
     }
 
+    /// Whether the servers want the allocation stopped and this task must not (re)start.
+    /// Poststop tasks still run: they exist for the stop.
+    fn stop_wanted(&self) -> bool {
+        let is_poststop = self.task.lifecycle.as_ref().is_some_and(|l| l.hook == "poststop");
+        !is_poststop
+            && self
+                .alloc
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .server_terminal()
+    }
+
     fn kill_timeout(&self) -> Duration {
         let t = Duration::from_nanos(self.task.kill_timeout.max(0) as u64);
         t.min(self.ctx.max_kill_timeout)
@@ -343,13 +360,12 @@ impl TaskRunner {
             .unwrap_or_default();
         let mut tracker = RestartTracker::new(policy, &job_type, &hook, sidecar);
         let Some(driver) = self.driver.clone() else {
-            self.finish(
-                event(
-                    "Driver Failure",
-                    format!("driver {:?} is not available on this node", self.task.driver),
-                ),
-                true,
+            let mut ev = event(
+                "Driver Failure",
+                format!("driver {:?} is not available on this node", self.task.driver),
             );
+            ev.fails_task = true;
+            self.finish(Some(ev), true);
             return;
         };
 
@@ -380,24 +396,27 @@ impl TaskRunner {
             let outcome = match running.take() {
                 Some(id) => match self.wait(&driver, &id, &mut inbox, &mut tracker).await {
                     Some(exit) => self.exited(&driver, &id, exit).await,
-                    None => return self.finish(event("Killed", "Task successfully killed"), false),
+                    None => return self.finish(Some(event("Killed", "Task successfully killed")), false),
                 },
                 None => {
                     // Wait for the lifecycle gate, unless killed first.
                     let mut gate = self.gate.clone();
+                    // The inbox first: a kill or a setup failure wins over an open gate.
                     let opened = tokio::select! {
-                        r = gate.wait_for(|open| *open) => r.is_ok(),
+                        biased;
                         cmd = inbox.recv() => match cmd {
                             Some(TaskCommand::Kill { event: kind, reason }) => {
                                 if !kind.is_empty() { self.emit(event(&kind, reason)); }
                                 false
                             }
+                            Some(TaskCommand::Fail { event: ev }) => return self.finish(Some(*ev), true),
                             Some(TaskCommand::Restart { .. }) => continue,
                             None => false,
                         },
+                        r = gate.wait_for(|open| *open) => r.is_ok(),
                     };
-                    if !opened {
-                        return self.finish(event("Killed", "Task successfully killed"), false);
+                    if !opened || self.stop_wanted() {
+                        return self.finish(Some(event("Killed", "Task successfully killed")), false);
                     }
                     if first {
                         first = false;
@@ -408,7 +427,7 @@ impl TaskRunner {
                         let mut ev = event("Failed Validation", e.to_string());
                         ev.validation_error = e.to_string();
                         ev.fails_task = true;
-                        return self.finish(ev, true);
+                        return self.finish(Some(ev), true);
                     }
                     let me = Arc::downgrade(&self);
                     let sink: EventSink = Arc::new(move |msg: String| {
@@ -443,6 +462,9 @@ impl TaskRunner {
                     }
                 }
             };
+            if self.stop_wanted() {
+                return self.finish(Some(event("Killed", "Task successfully killed")), false);
+            }
             match tracker.decide(&outcome, now(), jitter()) {
                 Decision::Restart { delay, reason } => {
                     let msg = if reason == "Restart within policy" || reason == "Restart requested" {
@@ -466,8 +488,9 @@ impl TaskRunner {
                             Some(TaskCommand::Restart { .. }) => {}
                             Some(TaskCommand::Kill { event: kind, reason }) => {
                                 if !kind.is_empty() { self.emit(event(&kind, reason)); }
-                                return self.finish(event("Killed", "Task successfully killed"), false);
+                                return self.finish(Some(event("Killed", "Task successfully killed")), false);
                             }
+                            Some(TaskCommand::Fail { event: ev }) => return self.finish(Some(*ev), true),
                             None => return,
                         }
                     }
@@ -477,9 +500,13 @@ impl TaskRunner {
                     reason,
                     fails,
                 } => {
+                    // A task that ended by itself already has its `Terminated` event.
+                    if kind == "Terminated" {
+                        return self.finish(None, false);
+                    }
                     let mut ev = event(kind, reason);
                     ev.fails_task = fails;
-                    return self.finish(ev, fails);
+                    return self.finish(Some(ev), fails);
                 }
             }
         }
@@ -502,6 +529,11 @@ impl TaskRunner {
         };
         let (kill, kind, reason) = match cmd {
             Some(TaskCommand::Kill { event, reason }) => (true, event, reason),
+            Some(TaskCommand::Fail { event: ev }) => {
+                let reason = ev.message.clone();
+                self.emit(*ev);
+                (true, String::new(), reason)
+            }
             Some(TaskCommand::Restart { reason }) => (false, "Restart Signaled".to_string(), reason),
             None => (true, String::new(), String::new()),
         };
@@ -539,8 +571,8 @@ impl TaskRunner {
         }
         let exit = (&mut waiting).await.unwrap_or_default();
         if kill {
-            let _ = driver.destroy_task(id, true).await;
-            self.update(|s| s.handle = None);
+            // Terminated (with the exit code) then, from the caller, Killed.
+            self.exited(driver, id, exit).await;
             return None;
         }
         Some(exit)
@@ -573,9 +605,11 @@ impl TaskRunner {
         }
     }
 
-    fn finish(&self, ev: TaskEvent, failed: bool) {
+    fn finish(&self, ev: Option<TaskEvent>, failed: bool) {
         self.update(|s| {
-            push_event(&mut s.state, ev);
+            if let Some(ev) = ev {
+                push_event(&mut s.state, ev);
+            }
             s.state.state = task_state::DEAD.into();
             s.state.failed = failed;
             s.state.finished_at = Some(Timestamp(now()));

@@ -843,7 +843,9 @@ impl Supervisor {
             crate::parse_signal(signal)?
         };
         if !timeout.is_zero() {
-            Self::send(&state, sig, true).await;
+            // In a runc container the init forwards the signal to the task: sending it to every
+            // process as well would deliver it twice (a second SIGINT often means "force").
+            Self::send(&state, sig, state.runc.is_none()).await;
             if Self::wait_done(&state, timeout).await {
                 return Ok(());
             }
