@@ -460,7 +460,7 @@ mod tests {
         dir: &std::path::Path,
     ) -> (Arc<AllocRunner>, Arc<Mutex<Vec<Allocation>>>) {
         let ctx = TaskContext {
-            db: StateDb::open(&dir).expect("db"),
+            db: StateDb::open(dir).expect("db"),
             node: Arc::new(Mutex::new(drover_types::Node::default())),
             region: "global".into(),
             alloc_root: root,

@@ -665,22 +665,25 @@ impl Client {
     }
 
     fn alloc_arrived(&self, alloc: Allocation) {
+        let runner = self.runner(&alloc.id);
+        if runner.is_none() && alloc.client_terminal() {
+            // Finished before this agent knew it (its state was lost, or it was collected).
+            return;
+        }
         if let Err(e) = self.inner.db.put_alloc(&alloc) {
             tracing::error!(alloc_id = %alloc.id, error = %e, "failed to persist allocation");
         }
-        match self.runner(&alloc.id) {
+        match runner {
             Some(r) => r.update(alloc),
             None => {
-                if alloc.client_terminal() {
-                    // Finished before this agent knew it (e.g. its state was lost).
-                    return;
-                }
                 tracing::info!(alloc_id = %alloc.id, "allocation received");
                 self.add_runner(alloc, BTreeMap::new());
             }
         }
     }
 
+    /// Stops an allocation's tasks and removes it from this client. Waiting for the tasks to
+    /// die (up to their kill timeouts) happens in the background: the watch loop never waits.
     async fn remove_runner(&self, alloc_id: &str) {
         let r = self
             .inner
@@ -695,14 +698,24 @@ impl Client {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(alloc_id.to_string(), r.alloc().alloc_modify_index);
             r.kill_all("", "allocation was removed");
-            r.wait_done().await;
-            r.destroy_dir();
-            let _ = self.inner.db.delete_alloc(alloc_id);
+            // The servers forgot it (or its final status was acknowledged): nothing to send.
             self.inner
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(alloc_id);
+            self.inner
+                .acked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(alloc_id);
+            let db = self.inner.db.clone();
+            let id = alloc_id.to_string();
+            tokio::spawn(async move {
+                r.wait_done().await;
+                r.destroy_dir();
+                let _ = db.delete_alloc(&id);
+            });
         }
     }
 
@@ -727,7 +740,18 @@ impl Client {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|r| r.is_done())
+            // Only once the servers acknowledged its final status: collecting drops any update
+            // still pending for it.
+            .filter(|r| {
+                r.is_done()
+                    && self
+                        .inner
+                        .acked
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&r.id)
+                        .is_some_and(|s| matches!(s.as_str(), "complete" | "failed" | "lost"))
+            })
             .map(|r| {
                 // Oldest terminal first: by when its last task finished.
                 let finished = r
@@ -785,9 +809,16 @@ impl Client {
             }
             match self.inner.rpc.update_alloc(&id, batch.clone()).await {
                 Ok(_) => {
-                    let mut acked = self.inner.acked.lock().unwrap_or_else(|e| e.into_inner());
-                    for a in batch {
-                        acked.insert(a.id.clone(), a.client_status.clone());
+                    let finished = batch.iter().any(|a| a.client_terminal());
+                    {
+                        let mut acked = self.inner.acked.lock().unwrap_or_else(|e| e.into_inner());
+                        for a in batch {
+                            acked.insert(a.id.clone(), a.client_status.clone());
+                        }
+                    }
+                    if finished {
+                        // A final status is acknowledged: that allocation may now be collected.
+                        self.inner.gc_trigger.notify_one();
                     }
                 }
                 Err(e) => {

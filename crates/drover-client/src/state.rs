@@ -68,6 +68,22 @@ impl StateDb {
     }
 
     fn put(&self, table: TableDefinition<&str, &[u8]>, key: &str, bytes: &[u8]) -> Result<(), ClientError> {
+        // A commit fsyncs: on a multi-threaded runtime let the runtime move other tasks off
+        // this worker meanwhile.
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.put_now(table, key, bytes))
+            }
+            _ => self.put_now(table, key, bytes),
+        }
+    }
+
+    fn put_now(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), ClientError> {
         let txn = self.db.begin_write().map_err(err)?;
         {
             let mut t = txn.open_table(table).map_err(err)?;
