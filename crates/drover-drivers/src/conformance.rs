@@ -420,6 +420,38 @@ impl Suite {
         self.destroy(&second, &h).await;
     }
 
+    /// The executor dies (OOM, `kill -9`) while its task runs: a fresh driver instance refuses
+    /// to recover the task, and destroying the handle still takes down everything the task
+    /// left, so a restart cannot run a second copy next to an orphan. Executor-based drivers
+    /// only (others return at once).
+    pub async fn dead_executor_leaves_nothing(&self) {
+        let first = (self.make)();
+        let h = self.start(&first, "orphan", &self.cases.long_running).await;
+        let Some(executor) = h.driver_state.get("executor_pid").and_then(|v| v.as_i64()) else {
+            self.destroy(&first, &h).await;
+            return;
+        };
+        let pids = self.pids(&first, &h).await;
+        drop(first);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(executor as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !process_gone(executor as u32) {
+            assert!(Instant::now() < deadline, "executor {executor} survived SIGKILL");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let second = (self.make)();
+        assert!(
+            second.recover_task(&h).await.is_err(),
+            "{}: recovered a task whose executor is gone",
+            second.name()
+        );
+        self.destroy(&second, &h).await;
+        Self::assert_gone(&pids).await;
+    }
+
     /// A task that exits while no driver instance exists is reported with its exit code.
     pub async fn exit_while_agent_away(&self) {
         let first = (self.make)();

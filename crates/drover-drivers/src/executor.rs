@@ -747,6 +747,12 @@ impl Supervisor {
         let state: ExecutorState = serde_json::from_value(handle.driver_state.clone())
             .map_err(|e| DriverError::Other(format!("task {id}: unreadable driver state: {e}")))?;
         if state.exit_result().is_none() && !proc_alive(state.executor_pid, state.executor_start) {
+            // Keep the state so `destroy_task` can still take down what the executor left (the
+            // task's process group, a runc container) before the client starts the task again.
+            self.tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), state.clone());
             return Err(DriverError::Other(format!(
                 "task {id}: its executor (pid {}) is gone and left no exit status",
                 state.executor_pid
@@ -880,6 +886,10 @@ impl Supervisor {
                 )));
             }
             self.stop(task_id, Duration::ZERO, "SIGKILL").await?;
+        }
+        // An executor that died (OOM, kill -9) leaves its task's process group behind.
+        if state.runc.is_none() && state.task_pid > 0 && proc_alive(state.task_pid, state.task_start) {
+            let _ = killpg(Pid::from_raw(state.task_pid), Signal::SIGKILL);
         }
         if let Some(runc) = &state.runc {
             // The executor deletes the container; this covers an executor that died first.

@@ -64,6 +64,12 @@ macro_rules! conformance_tests {
             }
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn dead_executor_leaves_nothing() {
+            if let Some((_dir, s)) = $setup() {
+                s.dead_executor_leaves_nothing().await
+            }
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn stop_kills_task() {
             if let Some((_dir, s)) = $setup() {
                 s.stop_kills_task().await
