@@ -377,6 +377,45 @@ async fn a_raw_exec_service_runs_logs_and_stops_without_leftovers() {
         assert!(out.contains(e), "alloc status lacks {e:?}:\n{out}");
     }
 
+    // `alloc logs` prints what is there; `alloc logs -f` keeps streaming new lines.
+    let (code, out) = drover(&["alloc", "logs", &id], &agent.http);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("line 0 from svc.g[0]"), "{out}");
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["alloc", "logs", "-f", "-tail", "-n", "1", &id])
+        .env("NOMAD_ADDR", &agent.http)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("alloc logs -f");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 3 && Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.push(l);
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen.len() >= 3, "alloc logs -f streamed only {seen:?}");
+    let numbers: Vec<u64> = seen
+        .iter()
+        .filter_map(|l| l.strip_prefix("line ")?.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[1] == w[0] + 1),
+        "not a live, ordered stream: {seen:?}"
+    );
+
     // Stopping the job kills the whole process tree and reports the allocation complete.
     let (code, out) = drover(&["job", "stop", "-detach", "svc"], &agent.http);
     assert_eq!(code, 0, "{out}");
@@ -734,18 +773,23 @@ async fn an_exec_task_past_its_memory_limit_is_oom_killed_and_stop_leaves_nothin
         assert!(Instant::now() < deadline, "no pid file");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (code, out) = drover(&["job", "stop", "-detach", "sleeper"], &agent.http);
+    // `alloc stop`: the allocation stops (the servers place a replacement elsewhere-or-here).
+    let (code, out) = drover(&["alloc", "stop", "-detach", &id], &agent.http);
     assert_eq!(code, 0, "{out}");
-    wait_allocs(&agent, "sleeper", "sleeper stopped", |a| {
-        a.len() == 1 && a[0]["ClientStatus"] == "complete"
+    let old = id.clone();
+    wait_allocs(&agent, "sleeper", "the stopped allocation to finish", |a| {
+        a.iter()
+            .any(|x| x["ID"] == old.as_str() && x["ClientStatus"] == "complete")
     })
     .await;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let ps = Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-        let leftover = String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .any(|l| l.contains("sleep 3600"));
+        // Any host process still in one of the allocation's cgroups?
+        let leftover = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path().join("cgroup")).is_ok_and(|c| c.contains(&id)));
         let cgroups = Command::new("find")
             .args(["/sys/fs/cgroup", "-maxdepth", "3", "-path", &format!("*{id}*")])
             .output()
