@@ -11,6 +11,7 @@ DOCKER=${DOCKER:-docker}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
 if [ "${1:-}" != "--force" ] && "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
+  echo "$IMAGE is already built (pass --force to rebuild)"
   exit 0
 fi
 if [ ! -x "$BUSYBOX" ]; then

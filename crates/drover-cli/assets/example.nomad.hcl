@@ -5,8 +5,7 @@
 #   drover job run -output example.nomad.hcl
 #
 # Run it on a dev agent: `drover agent -dev`, then `drover job run
-# example.nomad.hcl`. (Until the client lands, the dev agent schedules onto
-# simulated nodes: start `drover-nodesim -nodes 3` first.)
+# example.nomad.hcl`, and watch it with `drover alloc logs -f <alloc id>`.
 #
 # No container image is needed: the task is a shell loop run by the raw_exec
 # driver, so it works on a fresh machine without a registry.

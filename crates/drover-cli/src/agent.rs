@@ -205,7 +205,9 @@ impl AgentConfig {
             hcl::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
         };
         self.merge_value(&value)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        self.loaded.push(path.display().to_string());
+        Ok(())
     }
 
     /// Merges decoded configuration.

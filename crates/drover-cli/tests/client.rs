@@ -967,6 +967,27 @@ async fn every_example_job_runs_as_the_readme_says() {
     };
     let single = |a: &[Value], status: &str| a.len() == 1 && a[0]["ClientStatus"] == status;
 
+    // `job init`'s example has a service block the client does not register yet: say so.
+    let init_dir = dir.path().join("init");
+    std::fs::create_dir_all(&init_dir).expect("mkdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_drover"))
+        .args(["job", "init"])
+        .current_dir(&init_dir)
+        .output()
+        .expect("job init");
+    assert!(out.status.success());
+    let example = init_dir.join("example.nomad.hcl");
+    let (code, out) = drover(
+        &["job", "run", "-detach", example.to_str().expect("utf8")],
+        &agent.http,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("Job Warnings:") && out.contains("service blocks are not registered yet"),
+        "{out}"
+    );
+    let _ = drover(&["job", "stop", "-purge", "-detach", "example"], &agent.http);
+
     run("raw_exec.nomad.hcl");
     let a = wait_allocs(&agent, "hello-raw", "hello-raw running", |a| single(a, "running")).await;
     let id = a[0]["ID"].as_str().expect("id").to_string();

@@ -219,7 +219,22 @@ impl DockerDriver {
 
     async fn do_fingerprint(&self) -> Fingerprint {
         let down = |why: String| {
-            let why = format!("Failed to connect to docker daemon: {why}");
+            let mut why = format!("Failed to connect to docker daemon: {why}");
+            // The engine's client says only "Connect"; name the usual causes.
+            if let Some(sock) = self.config.resolved_endpoint().strip_prefix("unix://") {
+                match std::fs::metadata(sock) {
+                    Err(_) => why.push_str(&format!(" ({sock} does not exist: is dockerd running?)")),
+                    Ok(_)
+                        if std::os::unix::net::UnixStream::connect(sock)
+                            .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied) =>
+                    {
+                        why.push_str(&format!(
+                            " (permission denied on {sock}: run the agent as root or in the docker group)"
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+            }
             if self.seen_healthy.load(Ordering::Relaxed) {
                 Fingerprint::unhealthy(why)
             } else {
@@ -1511,7 +1526,7 @@ impl TaskSpec {
                 return Err(DriverError::config(key, "not supported by this docker driver"));
             }
             if !KNOWN_KEYS.contains(&key.as_str()) {
-                return Err(DriverError::config(key, "unknown key"));
+                return Err(crate::unknown_key(key, KNOWN_KEYS.iter().copied()));
             }
         }
         let get = |k: &str| config.get(k).filter(|v| !v.is_null());
@@ -1913,7 +1928,7 @@ mod tests {
             "{e}"
         );
         let e = TaskSpec::parse(&cfg(json!({"image": "a", "imagee": 1})), &agent).unwrap_err();
-        assert_eq!(e.to_string(), "invalid driver config: imagee: unknown key");
+        assert_eq!(e.to_string(), "invalid driver config: imagee: unknown key; did you mean \"image\"?");
         let e = TaskSpec::parse(&cfg(json!({"image": "a", "auth": [{}]})), &agent).unwrap_err();
         assert!(e.to_string().contains("auth: not supported"), "{e}");
     }

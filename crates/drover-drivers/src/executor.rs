@@ -1049,7 +1049,7 @@ pub(crate) fn check_keys(
 ) -> Result<(), DriverError> {
     for key in config.keys() {
         if !known.contains(&key.as_str()) {
-            return Err(DriverError::config(key.clone(), "unknown key"));
+            return Err(crate::unknown_key(key, known.iter().copied()));
         }
     }
     Ok(())

@@ -45,7 +45,10 @@ const KEYS: &[&str] = &["class", "class_path", "jar_path", "jvm_options", "args"
 pub fn java_args(config: &BTreeMap<String, Value>) -> Result<Vec<String>, DriverError> {
     for key in config.keys() {
         if !KEYS.contains(&key.as_str()) && !ISOLATION_KEYS.contains(&key.as_str()) {
-            return Err(DriverError::config(key.clone(), "unknown key"));
+            return Err(crate::unknown_key(
+                key,
+                KEYS.iter().chain(ISOLATION_KEYS).copied(),
+            ));
         }
     }
     let class = cfg_string(config, "class")?.filter(|s| !s.is_empty());

@@ -395,6 +395,34 @@ pub trait Driver: Send + Sync + std::fmt::Debug + 'static {
     fn task_stats(&self, task_id: &str) -> BoxFuture<'_, Result<TaskResourceUsage, DriverError>>;
 }
 
+/// The error for a `config {}` key the driver does not know, with a suggestion when a known
+/// key is a likely typo (`commnd` → `did you mean "command"?`).
+pub fn unknown_key<'a>(key: &str, known: impl IntoIterator<Item = &'a str>) -> DriverError {
+    let best = known
+        .into_iter()
+        .map(|k| (edit_distance(key, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min();
+    match best {
+        Some((_, k)) => DriverError::config(key, format!("unknown key; did you mean {k:?}?")),
+        None => DriverError::config(key, "unknown key"),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 /// Parses a signal name (`SIGINT`, `INT`, `sigterm`) for the drivers that send signals.
 pub fn parse_signal(name: &str) -> Result<nix::sys::signal::Signal, DriverError> {
     let upper = name.trim().to_ascii_uppercase();
@@ -413,4 +441,20 @@ pub fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_suggest_the_closest_known_one() {
+        let e = unknown_key("commnd", ["command", "args", "work_dir"]).to_string();
+        assert_eq!(
+            e,
+            "invalid driver config: commnd: unknown key; did you mean \"command\"?"
+        );
+        let e = unknown_key("zzz", ["command", "args"]).to_string();
+        assert_eq!(e, "invalid driver config: zzz: unknown key");
+    }
 }

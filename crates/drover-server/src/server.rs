@@ -475,6 +475,7 @@ impl Server {
                 ));
             }
         }
+        warnings.extend(unsupported_blocks(&job));
         Ok((job, warnings.join("\n")))
     }
 
@@ -2424,4 +2425,46 @@ mod tests {
         assert!(glob_match("d?1", "dc1"));
         assert!(!glob_match("dc2", "dc1"));
     }
+}
+
+/// Warnings for job blocks the client does not carry out yet, so a job that relies on them is
+/// not silently half-run: services and checks are not registered, templates are not rendered,
+/// artifacts are not downloaded, volumes are not mounted.
+fn unsupported_blocks(job: &Job) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in &job.task_groups {
+        if !g.services.is_empty() {
+            out.push(format!(
+                "group {:?}: service blocks are not registered yet (no service discovery or checks); tasks run without them",
+                g.name
+            ));
+        }
+        if !g.volumes.is_empty() {
+            out.push(format!("group {:?}: volume blocks are not mounted yet", g.name));
+        }
+        for t in &g.tasks {
+            let mut missing = Vec::new();
+            if !t.services.is_empty() {
+                missing.push("service (not registered)");
+            }
+            if !t.templates.is_empty() {
+                missing.push("template (not rendered)");
+            }
+            if !t.artifacts.is_empty() {
+                missing.push("artifact (not downloaded)");
+            }
+            if !t.volume_mounts.is_empty() {
+                missing.push("volume_mount (not mounted)");
+            }
+            if !missing.is_empty() {
+                out.push(format!(
+                    "group {:?} task {:?}: not supported by the client yet: {}",
+                    g.name,
+                    t.name,
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
+    out
 }
