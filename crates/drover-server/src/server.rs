@@ -2414,19 +2414,6 @@ impl Planner for DryRun {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("dc*", "dc1"));
-        assert!(glob_match("*", "x"));
-        assert!(glob_match("d?1", "dc1"));
-        assert!(!glob_match("dc2", "dc1"));
-    }
-}
-
 /// Warnings for job blocks the client does not carry out yet, so a job that relies on them is
 /// not silently half-run: services and checks are not registered, templates are not rendered,
 /// artifacts are not downloaded, volumes are not mounted.
@@ -2467,4 +2454,17 @@ fn unsupported_blocks(job: &Job) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("dc*", "dc1"));
+        assert!(glob_match("*", "x"));
+        assert!(glob_match("d?1", "dc1"));
+        assert!(!glob_match("dc2", "dc1"));
+    }
 }
