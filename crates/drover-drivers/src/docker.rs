@@ -1928,7 +1928,10 @@ mod tests {
             "{e}"
         );
         let e = TaskSpec::parse(&cfg(json!({"image": "a", "imagee": 1})), &agent).unwrap_err();
-        assert_eq!(e.to_string(), "invalid driver config: imagee: unknown key; did you mean \"image\"?");
+        assert_eq!(
+            e.to_string(),
+            "invalid driver config: imagee: unknown key; did you mean \"image\"?"
+        );
         let e = TaskSpec::parse(&cfg(json!({"image": "a", "auth": [{}]})), &agent).unwrap_err();
         assert!(e.to_string().contains("auth: not supported"), "{e}");
     }

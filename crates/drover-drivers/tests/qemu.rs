@@ -141,4 +141,5 @@ async fn conformance_subset() {
     let Some((_dir, s, _d)) = setup() else { return };
     s.stop_kills_task().await;
     s.bad_config().await;
+    s.dead_executor_leaves_nothing().await;
 }
