@@ -259,6 +259,20 @@ fn no_reschedule() -> Value {
     json!({"Attempts": 0, "Unlimited": false})
 }
 
+/// The evaluation a registration answer names, once the scheduler is done with it.
+async fn finished_eval(agent: &Agent, registered: &Value) -> Value {
+    let eval_id = registered["EvalID"].as_str().expect("eval").to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, e) = get(&format!("{}/v1/evaluation/{eval_id}", agent.http)).await;
+        if e["Status"] != "pending" {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "evaluation {eval_id} still pending");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn allocs(http: &str, job: &str) -> Vec<Value> {
     let (code, v) = get(&format!("{http}/v1/job/{job}/allocations")).await;
     assert_eq!(code, 200, "{v}");
@@ -574,16 +588,7 @@ async fn a_job_for_a_driver_no_node_has_fails_placement_naming_it() {
     j["Job"]["TaskGroups"][0]["Tasks"][0]["Driver"] = json!("qemu2");
     let (code, r) = put(&format!("{}/v1/jobs", agent.http), &j).await;
     assert_eq!(code, 200, "{r}");
-    let eval_id = r["EvalID"].as_str().expect("eval").to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let eval = loop {
-        let (_, e) = get(&format!("{}/v1/evaluation/{eval_id}", agent.http)).await;
-        if e["Status"] != "pending" {
-            break e;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let eval = finished_eval(&agent, &r).await;
     let text = eval["FailedTGAllocs"]["g"].to_string();
     assert!(
         text.contains("missing driver") && text.contains("qemu2"),
@@ -1276,16 +1281,7 @@ async fn without_root_exec_is_not_offered_and_placement_says_why() {
     )
     .await;
     assert_eq!(code, 200, "{r}");
-    let eval_id = r["EvalID"].as_str().expect("eval").to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let eval = loop {
-        let (_, e) = get(&format!("{}/v1/evaluation/{eval_id}", agent.http)).await;
-        if e["Status"] != "pending" {
-            break e;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let eval = finished_eval(&agent, &r).await;
     let text = eval["FailedTGAllocs"]["g"].to_string();
     assert!(
         text.contains("missing driver") && text.contains("exec"),

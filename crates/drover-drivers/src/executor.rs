@@ -586,6 +586,65 @@ impl ExecutorState {
     }
 }
 
+/// The `Driver` methods every executor-based driver (raw_exec, exec, java, qemu) answers the
+/// same way: through its `sup: Supervisor` field. Expands inside `impl Driver for …`.
+macro_rules! delegate_to_supervisor {
+    () => {
+        fn recover_task(
+            &self,
+            handle: &$crate::TaskHandle,
+        ) -> $crate::BoxFuture<'_, Result<(), $crate::DriverError>> {
+            let r = self.sup.recover(handle);
+            Box::pin(async move { r })
+        }
+
+        fn wait_task(
+            &self,
+            task_id: &str,
+        ) -> $crate::BoxFuture<'_, Result<$crate::ExitResult, $crate::DriverError>> {
+            let id = task_id.to_string();
+            Box::pin(async move { self.sup.wait(&id).await })
+        }
+
+        fn stop_task(
+            &self,
+            task_id: &str,
+            timeout: std::time::Duration,
+            signal: &str,
+        ) -> $crate::BoxFuture<'_, Result<(), $crate::DriverError>> {
+            let (id, signal) = (task_id.to_string(), signal.to_string());
+            Box::pin(async move { self.sup.stop(&id, timeout, &signal).await })
+        }
+
+        fn destroy_task(
+            &self,
+            task_id: &str,
+            force: bool,
+        ) -> $crate::BoxFuture<'_, Result<(), $crate::DriverError>> {
+            let id = task_id.to_string();
+            Box::pin(async move { self.sup.destroy(&id, force).await })
+        }
+
+        fn signal_task(
+            &self,
+            task_id: &str,
+            signal: &str,
+        ) -> $crate::BoxFuture<'_, Result<(), $crate::DriverError>> {
+            let (id, signal) = (task_id.to_string(), signal.to_string());
+            Box::pin(async move { self.sup.signal(&id, &signal).await })
+        }
+
+        fn task_stats(
+            &self,
+            task_id: &str,
+        ) -> $crate::BoxFuture<'_, Result<$crate::TaskResourceUsage, $crate::DriverError>> {
+            let r = self.sup.stats(task_id);
+            Box::pin(async move { r })
+        }
+    };
+}
+pub(crate) use delegate_to_supervisor;
+
 /// Reads `<state_dir>/exit.json`.
 pub fn read_exit(state_dir: &Path) -> Option<ExitResult> {
     let text = std::fs::read(state_dir.join(EXIT_FILE)).ok()?;

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -23,8 +22,7 @@ use crate::executor::{
     resolve_user,
 };
 use crate::{
-    BoxFuture, Capabilities, Driver, DriverError, EventSink, ExitResult, Fingerprint, FsIsolation,
-    TaskConfig, TaskHandle, TaskResourceUsage,
+    BoxFuture, Capabilities, Driver, DriverError, EventSink, Fingerprint, FsIsolation, TaskConfig, TaskHandle,
 };
 
 /// Plugin-level settings of raw_exec (`plugin "raw_exec" { config { enabled = true } }`).
@@ -145,40 +143,7 @@ impl Driver for RawExecDriver {
         })
     }
 
-    fn recover_task(&self, handle: &TaskHandle) -> BoxFuture<'_, Result<(), DriverError>> {
-        let r = self.sup.recover(handle);
-        Box::pin(async move { r })
-    }
-
-    fn wait_task(&self, task_id: &str) -> BoxFuture<'_, Result<ExitResult, DriverError>> {
-        let id = task_id.to_string();
-        Box::pin(async move { self.sup.wait(&id).await })
-    }
-
-    fn stop_task(
-        &self,
-        task_id: &str,
-        timeout: Duration,
-        signal: &str,
-    ) -> BoxFuture<'_, Result<(), DriverError>> {
-        let (id, signal) = (task_id.to_string(), signal.to_string());
-        Box::pin(async move { self.sup.stop(&id, timeout, &signal).await })
-    }
-
-    fn destroy_task(&self, task_id: &str, force: bool) -> BoxFuture<'_, Result<(), DriverError>> {
-        let id = task_id.to_string();
-        Box::pin(async move { self.sup.destroy(&id, force).await })
-    }
-
-    fn signal_task(&self, task_id: &str, signal: &str) -> BoxFuture<'_, Result<(), DriverError>> {
-        let (id, signal) = (task_id.to_string(), signal.to_string());
-        Box::pin(async move { self.sup.signal(&id, &signal).await })
-    }
-
-    fn task_stats(&self, task_id: &str) -> BoxFuture<'_, Result<TaskResourceUsage, DriverError>> {
-        let r = self.sup.stats(task_id);
-        Box::pin(async move { r })
-    }
+    crate::executor::delegate_to_supervisor!();
 }
 
 #[cfg(test)]

@@ -148,11 +148,13 @@ async fn pump(
         tokio::select! {
             got = live.recv() => match got {
                 Ok(b) => {
-                    // The backlog may already hold what the live channel repeats.
+                    // The backlog may already hold what the live channel repeats. Only the
+                    // backlog's indexes are skipped: live batches can arrive out of index order
+                    // (two writers finish their applies in either order), so the newest index
+                    // seen live says nothing about the ones still to come.
                     if b.index <= last {
                         continue;
                     }
-                    last = b.index;
                     if let Some(line) = sub.render(&b)
                         && tx.send(Ok(line)).await.is_err()
                     {
