@@ -373,7 +373,20 @@ impl TaskRunner {
         let mut running: Option<String> = None;
         let restored_handle = self.lock().handle.clone();
         if let Some(handle) = restored_handle {
-            match driver.recover_task(&handle).await {
+            // A backend that is not reachable yet (dockerd starting with the host) gets a minute
+            // before the task is given up and started again.
+            let mut recovered = driver.recover_task(&handle).await;
+            let mut tries = 0;
+            while let Err(DriverError::Unavailable(e)) = &recovered {
+                if tries >= 12 {
+                    break;
+                }
+                tries += 1;
+                tracing::warn!(task = %self.name, error = %e, "driver unavailable; retrying re-attachment in 5s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                recovered = driver.recover_task(&handle).await;
+            }
+            match recovered {
                 Ok(()) => running = Some(handle.config.id.clone()),
                 Err(e) => {
                     tracing::warn!(task = %self.name, error = %e, "could not re-attach to the task");

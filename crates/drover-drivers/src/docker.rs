@@ -684,10 +684,16 @@ impl DockerDriver {
         }
         let state: DockerState = serde_json::from_value(handle.driver_state.clone())
             .map_err(|e| DriverError::Other(format!("docker driver state of {}: {e}", task.id)))?;
-        let docker = self.client().await?;
+        // An engine that does not answer (restarting, socket not there yet) is a reason to try
+        // again, not to replace a container that may be running fine.
+        let docker = self
+            .client()
+            .await
+            .map_err(|e| DriverError::Unavailable(e.to_string()))?;
         let info = match inspect(&docker, &state.container_id).await {
             Ok(info) => info,
             Err(e) if status(&e) == Some(404) => return Err(DriverError::TaskNotFound(task.id.clone())),
+            Err(e) if status(&e).is_none() => return Err(DriverError::Unavailable(engine_message(&e))),
             Err(e) => return Err(DriverError::Other(engine_message(&e))),
         };
         let tty = info.config.as_ref().and_then(|c| c.tty).unwrap_or(false);
@@ -1917,6 +1923,31 @@ mod tests {
 
     fn cfg(v: Value) -> BTreeMap<String, Value> {
         serde_json::from_value(v).expect("test config is a map")
+    }
+
+    #[tokio::test]
+    async fn an_engine_that_does_not_answer_makes_recovery_retryable_not_fatal() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let driver = DockerDriver::new(DockerConfig {
+            endpoint: Some(format!("unix://{}", dir.path().join("no-docker.sock").display())),
+            ..Default::default()
+        });
+        let handle = TaskHandle {
+            driver: "docker".into(),
+            config: TaskConfig {
+                id: "a/web/12345678".into(),
+                ..Default::default()
+            },
+            driver_state: serde_json::to_value(DockerState {
+                container_id: "abc".into(),
+                image_id: "sha256:x".into(),
+                image: "busybox".into(),
+            })
+            .expect("state"),
+            started_at: 0,
+        };
+        let e = driver.recover_task(&handle).await.unwrap_err();
+        assert!(matches!(e, DriverError::Unavailable(_)), "{e:?}");
     }
 
     #[test]

@@ -74,6 +74,10 @@ pub enum DriverError {
         /// Whether a restart may help.
         recoverable: bool,
     },
+    /// The driver's backend (the docker engine) cannot be reached right now; the same call may
+    /// succeed later. The client retries re-attachment on this instead of replacing the task.
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else: I/O, the engine, the executor.
     #[error("{0}")]
     Other(String),
