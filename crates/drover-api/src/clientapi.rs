@@ -304,78 +304,7 @@ pub struct AllocResourceUsage {
     pub timestamp: i64,
 }
 
-/// `HostStats` memory (bytes).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-pub struct HostMemoryStats {
-    /// Total.
-    pub total: u64,
-    /// Available.
-    pub available: u64,
-    /// Used.
-    pub used: u64,
-    /// Free.
-    pub free: u64,
-}
-
-/// `HostStats` CPU line.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-pub struct HostCpuStats {
-    /// `cpu0`.
-    #[serde(rename = "CPU")]
-    pub cpu: String,
-    /// User percent.
-    pub user: f64,
-    /// System percent.
-    pub system: f64,
-    /// Idle percent.
-    pub idle: f64,
-    /// Busy percent.
-    pub total_percent: f64,
-}
-
-/// `HostStats` disk.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-pub struct HostDiskStats {
-    /// `/dev/sda1`.
-    pub device: String,
-    /// `/`.
-    pub mountpoint: String,
-    /// Bytes.
-    pub size: u64,
-    /// Bytes.
-    pub used: u64,
-    /// Bytes.
-    pub available: u64,
-    /// Percent.
-    pub used_percent: f64,
-    /// Percent.
-    pub inodes_used_percent: f64,
-}
-
-/// `HostStats` (`GET /v1/client/stats`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, rename_all = "PascalCase")]
-pub struct HostStats {
-    /// Memory.
-    pub memory: HostMemoryStats,
-    /// Per CPU.
-    #[serde(rename = "CPU")]
-    pub cpu: Vec<HostCpuStats>,
-    /// Mounted disks.
-    pub disk_stats: Vec<HostDiskStats>,
-    /// The allocation directory's file system.
-    pub alloc_dir_stats: Option<HostDiskStats>,
-    /// Seconds since boot.
-    pub uptime: u64,
-    /// Unix nanoseconds.
-    pub timestamp: i64,
-    /// MHz in use across all cores.
-    #[serde(rename = "CPUTicksConsumed")]
-    pub cpu_ticks_consumed: f64,
-}
+pub use drover_types::stats::{HostCpuStats, HostDiskStats, HostMemoryStats, HostStats};
 
 /// `GenericResponse`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

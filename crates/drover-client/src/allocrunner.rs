@@ -118,6 +118,15 @@ impl AllocRunner {
         self.alloc.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The AllocModifyIndex of the allocation as last received (read on every watch answer,
+    /// so without copying the allocation).
+    pub fn alloc_modify_index(&self) -> u64 {
+        self.alloc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .alloc_modify_index
+    }
+
     /// `<alloc_dir>/<alloc id>`.
     pub fn root(&self) -> &PathBuf {
         &self.root

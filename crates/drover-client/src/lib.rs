@@ -623,7 +623,7 @@ impl Client {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .iter()
-                .map(|(k, r)| (k.clone(), r.alloc().alloc_modify_index))
+                .map(|(k, r)| (k.clone(), r.alloc_modify_index()))
                 .collect();
             let pull: Vec<String> = {
                 let mut collected = self.inner.collected.lock().unwrap_or_else(|e| e.into_inner());
@@ -696,7 +696,7 @@ impl Client {
                 .collected
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(alloc_id.to_string(), r.alloc().alloc_modify_index);
+                .insert(alloc_id.to_string(), r.alloc_modify_index());
             r.kill_all("", "allocation was removed");
             // The servers forgot it (or its final status was acknowledged): nothing to send.
             self.inner

@@ -134,6 +134,8 @@ impl TaskRunner {
         gate: watch::Receiver<bool>,
     ) -> Arc<TaskRunner> {
         let (tx, rx) = mpsc::unbounded_channel();
+        // A restored state is what the database holds already; only a new task is written.
+        let is_new = restored.is_none();
         let local = restored.unwrap_or_else(|| {
             let mut s = LocalTaskState::default();
             s.state.state = task_state::PENDING.into();
@@ -151,7 +153,9 @@ impl TaskRunner {
             inbox: Mutex::new(Some(rx)),
             gate,
         });
-        r.persist();
+        if is_new {
+            r.persist();
+        }
         r
     }
 

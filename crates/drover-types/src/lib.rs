@@ -26,6 +26,7 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod serde_util;
+pub mod stats;
 pub mod summary;
 pub mod time;
 pub mod validate;
