@@ -1,58 +1,95 @@
 //! Preemption: which lower-priority allocations to evict from a node so that a higher-priority
 //! placement fits (`reference/server-and-scheduler.md` §10).
 //!
-//! ```text
-//!   remaining = capacity − Σ usage(current, non-client-terminal, not already preempted)
+//! Three preemptors, one per kind of resource, each answering "which allocations must go so
+//! that this ask can be granted?" (`Some(victims)`, possibly empty) or "no eligible set
+//! suffices" (`None`):
 //!
+//! ```text
 //!   eligible victims: other jobs, not terminal, job priority ≤ placing priority − 10
-//!        │ grouped by priority, lowest first
-//!        ▼
-//!   greedy: repeatedly take v minimising distance(need, v) + max_parallel penalty,
-//!           need −= v, remaining += v, until remaining ⊇ ask          (none left → None)
-//!        ▼
-//!   prune:  sort chosen by distance(ask, v) descending; keep the shortest prefix
-//!           with remaining + prefix ⊇ ask
+//!
+//!   preempt_for_network(asks)          static ports of the asks held strictly by others
+//!     │                                  └ holder not eligible (or node-reserved port) → None
+//!     │                                  └ else every holder is a victim
+//!     └ dynamic range short of ports ─▶ lowest priority first, by distance(missing, freed)
+//!                                        + max_parallel penalty; redundant picks pruned
+//!
+//!   preempt_for_device(request)        per matching device group (name + constraints):
+//!                                        holders lowest priority first, closest to what is
+//!                                        missing, until count instances are free; redundant
+//!                                        picks pruned; best group = smallest Σ distinct
+//!                                        priorities
+//!
+//!   preempt_for_resources(ask)         remaining = capacity − Σ usage(live allocs)
+//!                                        priority groups lowest first; greedy by
+//!                                        distance(need, v) + max_parallel penalty until
+//!                                        remaining ⊇ ask; prune: farthest first, shortest
+//!                                        sufficient prefix
 //! ```
+//!
+//! The node-selection stack (`crate::stack`, `rank`) combines them into one victim set per
+//! placement: ports and devices are assigned on the node minus the victims found so far; when
+//! an assignment fails, the network or device preemptor adds victims and the assignment is
+//! retried; CPU, memory and disk come last, through the shared fit check, with every earlier
+//! victim already counted as gone (a victim evicted for its port also frees its memory).
 //!
 //! # Vocabulary
 //!
 //! * **Distance** — how unlike the still-needed resources a victim is:
 //!   `sqrt(Σ ((need_d − v_d) / need_d)²)` over memory, CPU and disk, counting only dimensions
-//!   still needed (`need_d > 0`). 0 means a perfect match.
+//!   still needed (`need_d > 0`). 0 means a perfect match. For dynamic ports there is one
+//!   dimension: `|missing − freed| / missing`, ports still missing versus ports the victim
+//!   would free.
 //! * **max_parallel penalty** — evicting many allocations of one group at once hurts it like a
 //!   bad migration would: when the victim's group has `migrate.max_parallel = m > 0` and `k ≥ m`
 //!   of its allocations are already being preempted (earlier in this plan, or earlier in this
 //!   selection), `50 × (k + 1 − m)` is added to its distance.
+//! * **Strict holder** — an allocation holding a host port without `ignore_collision`; only
+//!   strict holders block a static port, but every holder keeps a port out of the dynamic pool
+//!   (the rules of [`crate::fit::NetworkIndex`]).
 //! * **Net priority** — `max_p + Σp / max_p` over the victims' job priorities; the preemption
 //!   score is logistic in it, so evicting few, low-priority allocations scores best.
 //!
 //! # Guarantees
 //!
 //! * Never picks an allocation of the placing job, nor one whose job priority is within
-//!   [`PRIORITY_DELTA`] of the placing priority (a missing job counts as priority 50).
-//! * Deterministic regardless of the input order: ties are broken by allocation ID.
+//!   [`PRIORITY_DELTA`] of the placing priority (a missing job counts as priority 50), nor an
+//!   allocation that is already terminal.
+//! * Deterministic regardless of the input order: ties are broken by allocation ID (and by the
+//!   node's device group order).
 //! * The remaining capacity is computed with [`crate::fit`]'s `node_capacity` and
-//!   `alloc_usage`, so a set that this module deems sufficient passes the shared fit check for
-//!   CPU, cores, memory and disk.
+//!   `alloc_usage`, ports with the same holder rules as `NetworkIndex`, device instances as
+//!   `DeviceAllocator` counts them, so once a set this module deems sufficient is gone, the ask
+//!   it was computed for can be granted (the stack still re-runs the assignment and the shared
+//!   fit check before it records anything).
 //!
 //! # Limitations (simplifications of Nomad)
 //!
 //! * Remaining capacity subtracts *every* live allocation, including the placing job's own
 //!   (Nomad leaves those out, over-estimating room); the result is more often right, never
 //!   more optimistic.
-//! * Network preemption only frees static ports and dynamic-range capacity; no bandwidth, no
-//!   per-address accounting, no max_parallel penalty.
-//! * Device preemption is not implemented here.
+//! * One port space per node (as in [`crate::fit`]): victims are not restricted to the ask's
+//!   network device or host-network address, and there is no bandwidth (MBits) dimension, so
+//!   network preemption frees static ports and dynamic-range capacity only; "distance" for it
+//!   counts ports instead of MBits.
+//! * Devices: each request is served from one group; a placement with several device requests
+//!   is preempted for one failing request at a time (the stack retries after each), which may
+//!   evict more than a joint search would. No NUMA-aware choice.
+//! * Reserved cores (`resources.cores`) are not preempted for: the stack reports "cores"
+//!   exhausted when the free core ids do not suffice.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use drover_types::Allocation;
-use drover_types::Node;
-use drover_types::job::NetworkResource;
+use drover_types::alloc::AllocatedDeviceResource;
+use drover_types::job::{NetworkResource, RequestedDevice};
+use drover_types::node::NodeDeviceResource;
+use drover_types::{Allocation, Node};
 
 use crate::fit::{
-    Comparable, alloc_usage, dynamic_range, for_each_alloc_port, node_capacity, node_reserved_ranges,
+    Comparable, alloc_usage, device_name_matches, dynamic_range, for_each_alloc_port, node_capacity,
+    node_reserved_ranges,
 };
 
 /// Minimum priority difference between the placing job and a victim.
@@ -60,6 +97,9 @@ pub const PRIORITY_DELTA: i64 = 10;
 
 /// Penalty per victim beyond its group's `migrate.max_parallel`.
 pub const MAX_PARALLEL_PENALTY: f64 = 50.0;
+
+/// Distance of a network victim that frees no port by itself (it shares them with others).
+const LAST_RESORT: f64 = 1e9;
 
 /// Priority assumed for an allocation without a job.
 const DEFAULT_PRIORITY: i64 = 50;
@@ -239,126 +279,369 @@ pub fn preempt_for_resources(
     Some(kept)
 }
 
-/// Ports of the live allocations in `holders`, as (port, ignore_collision), skipping invalid values.
-fn held_ports<'a>(holders: impl Iterator<Item = &'a Arc<Allocation>>) -> Vec<(u16, bool)> {
+/// The host ports an allocation holds as (port, strict), skipping invalid values.
+fn ports_of(a: &Allocation) -> Vec<(u16, bool)> {
     let mut out = Vec::new();
-    for a in holders {
-        for_each_alloc_port(a, |v, ignore| {
-            if let Ok(p) = u16::try_from(v) {
-                out.push((p, ignore));
-            }
-        });
-    }
+    for_each_alloc_port(a, |v, ignore| {
+        if let Ok(p) = u16::try_from(v)
+            && p >= 1
+        {
+            out.push((p, !ignore));
+        }
+    });
     out
 }
 
-/// Frees static ports / dynamic capacity held by lower-priority allocs for a network ask
-/// (simplified §10 network rule).
+fn in_port_ranges(ranges: &[(u16, u16)], p: u16) -> bool {
+    ranges.iter().any(|&(lo, hi)| lo <= p && p <= hi)
+}
+
+/// Frees host ports for the network asks of one placement (§10 "Network").
 ///
-/// 1. Every static port of the ask (not `ignore_collision`) must not be reserved by the node,
-///    and every live allocation strictly holding it must be preemptible (other job, not
-///    terminal, priority ≤ placing − 10) — else None. Those holders are evicted.
-/// 2. If the dynamic range then still has fewer free ports than the ask's dynamic ports,
-///    preemptible holders of ports in the range are added, lowest priority first (then most
-///    ports freed, then ID), until enough are free — else None.
+/// `asks` are all the placement's networks (the group network and every legacy task network);
+/// they are preempted for together so that one victim set serves all of them. `current` are
+/// the allocations on the node as the plan leaves it (client-terminal ones and those in
+/// `already_preempted` are ignored).
+///
+/// 1. **Static ports.** Every static port of the asks that is not `ignore_collision` must not
+///    be reserved by the node nor asked twice, and every live allocation strictly holding it
+///    must be eligible (other job, not terminal, priority ≤ placing − [`PRIORITY_DELTA`]) —
+///    else None. All those holders are victims.
+/// 2. **Dynamic ports.** If the dynamic range then has fewer free ports than the asks'
+///    dynamic ports together, eligible holders of ports in the range are added, priority group
+///    by priority group (lowest first), each time the one minimising
+///    `|missing − freed| / missing` + the max_parallel penalty (`k` counts victims of the same
+///    job and group in `already_preempted` and among those already chosen); a port is freed
+///    only when all its holders are victims, so a holder that frees nothing by itself (its
+///    ports are shared) is taken only as a last resort. Too few → None. Then victims of this step that
+///    are not needed are dropped again (latest pick first).
 ///
 /// `Some(vec![])` when nothing needs evicting.
 pub fn preempt_for_network(
     node: &Node,
-    ask: &NetworkResource,
+    asks: &[&NetworkResource],
     current: &[Arc<Allocation>],
     placing_priority: i64,
     placing_job: (&str, &str),
+    already_preempted: &[Arc<Allocation>],
 ) -> Option<Vec<Arc<Allocation>>> {
+    let gone = |a: &Allocation| already_preempted.iter().any(|p| p.id == a.id);
     let reserved = node_reserved_ranges(node);
-    let in_reserved = |p: u16| reserved.iter().any(|&(lo, hi)| lo <= p && p <= hi);
-    let live: Vec<&Arc<Allocation>> = current.iter().filter(|a| !a.client_terminal()).collect();
-    let mut victims: Vec<&Arc<Allocation>> = Vec::new();
-    let is_victim = |victims: &[&Arc<Allocation>], a: &Allocation| victims.iter().any(|v| v.id == a.id);
+    let mut live: Vec<&Arc<Allocation>> = current
+        .iter()
+        .filter(|a| !a.client_terminal() && !gone(a))
+        .collect();
+    live.sort_by(|a, b| a.id.cmp(&b.id));
+    live.dedup_by(|a, b| a.id == b.id);
+    let held: Vec<Vec<(u16, bool)>> = live.iter().map(|a| ports_of(a)).collect();
+    let mut victim = vec![false; live.len()];
+    let mut chosen: Vec<usize> = Vec::new();
 
-    // 1. Static ports.
-    let mut ask_static: Vec<u16> = Vec::new();
-    for port in &ask.reserved_ports {
+    // 1. Static ports: every strict holder goes, or the node is out.
+    let mut ask_strict: Vec<u16> = Vec::new();
+    let mut ask_all: Vec<u16> = Vec::new();
+    for port in asks.iter().flat_map(|a| a.reserved_ports.iter()) {
         let p = u16::try_from(port.value).ok().filter(|&p| p >= 1)?;
-        ask_static.push(p);
+        ask_all.push(p);
         if port.ignore_collision {
             continue;
         }
-        if in_reserved(p) {
+        if in_port_ranges(&reserved, p) || ask_strict.contains(&p) {
             return None;
         }
-        for a in &live {
-            let mut holds = false;
-            for_each_alloc_port(a, |v, ignore| holds |= v == i64::from(p) && !ignore);
-            if !holds || is_victim(&victims, a) {
+        ask_strict.push(p);
+        for (i, a) in live.iter().enumerate() {
+            if victim[i] || !held[i].iter().any(|&(q, strict)| q == p && strict) {
                 continue;
             }
             if !preemptible(a, placing_priority, placing_job) {
                 return None;
             }
-            victims.push(a);
+            victim[i] = true;
+            chosen.push(i);
         }
     }
 
     // 2. Dynamic capacity.
-    let needed = ask.dynamic_ports.len();
-    if needed > 0 {
-        let (lo, hi) = dynamic_range(node);
-        let free_count = |victims: &[&Arc<Allocation>]| -> usize {
-            if lo > hi {
-                return 0;
-            }
-            let mut used: Vec<u16> = held_ports(live.iter().copied().filter(|a| !is_victim(victims, a)))
-                .into_iter()
-                .map(|(p, _)| p)
-                .chain(ask_static.iter().copied())
-                .filter(|&p| lo <= p && p <= hi && !in_reserved(p))
-                .collect();
-            used.sort_unstable();
-            used.dedup();
-            let reserved_in_range: usize = reserved
-                .iter()
-                .map(|&(a, b)| {
-                    let (a, b) = (a.max(lo), b.min(hi));
-                    if a <= b { usize::from(b - a) + 1 } else { 0 }
-                })
-                .sum();
-            (usize::from(hi - lo) + 1).saturating_sub(reserved_in_range + used.len())
-        };
-        if free_count(&victims) < needed {
-            let mut extra: Vec<(&Arc<Allocation>, usize)> = live
-                .iter()
-                .copied()
-                .filter(|a| !is_victim(&victims, a) && preemptible(a, placing_priority, placing_job))
-                .map(|a| {
-                    let n = held_ports(std::iter::once(a))
-                        .iter()
-                        .filter(|&&(p, _)| lo <= p && p <= hi)
-                        .count();
-                    (a, n)
-                })
-                .filter(|&(_, n)| n > 0)
-                .collect();
-            extra.sort_by(|(a, na), (b, nb)| {
-                priority(a)
-                    .cmp(&priority(b))
-                    .then_with(|| nb.cmp(na))
-                    .then_with(|| a.id.cmp(&b.id))
-            });
-            let mut enough = false;
-            for (a, _) in extra {
-                victims.push(a);
-                if free_count(&victims) >= needed {
-                    enough = true;
-                    break;
-                }
-            }
-            if !enough {
-                return None;
+    let needed: usize = asks.iter().map(|a| a.dynamic_ports.len()).sum();
+    if needed == 0 {
+        return Some(chosen.into_iter().map(|i| Arc::clone(live[i])).collect());
+    }
+    let (lo, hi) = dynamic_range(node);
+    if lo > hi {
+        return None;
+    }
+    // Ports of the range that an allocation could give back: not node-reserved and not one of
+    // the asks' own static ports.
+    let poolable = |p: u16| lo <= p && p <= hi && !in_port_ranges(&reserved, p) && !ask_all.contains(&p);
+    let in_range: Vec<Vec<u16>> = held
+        .iter()
+        .map(|ports| {
+            let mut v: Vec<u16> = ports.iter().map(|&(p, _)| p).filter(|&p| poolable(p)).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    let mut pool_size = usize::from(hi - lo) + 1;
+    for &(a, b) in &reserved {
+        let (a, b) = (a.max(lo), b.min(hi));
+        if a <= b {
+            pool_size = pool_size.saturating_sub(usize::from(b - a) + 1);
+        }
+    }
+    let mut own_static: Vec<u16> = ask_all
+        .iter()
+        .copied()
+        .filter(|&p| lo <= p && p <= hi && !in_port_ranges(&reserved, p))
+        .collect();
+    own_static.sort_unstable();
+    own_static.dedup();
+    pool_size = pool_size.saturating_sub(own_static.len());
+    // Holder counts of the pool's ports among the allocations that stay.
+    let mut holders: BTreeMap<u16, usize> = BTreeMap::new();
+    for (i, ports) in in_range.iter().enumerate() {
+        if !victim[i] {
+            for &p in ports {
+                *holders.entry(p).or_default() += 1;
             }
         }
     }
-    Some(victims.into_iter().map(Arc::clone).collect())
+    let free = |holders: &BTreeMap<u16, usize>| pool_size.saturating_sub(holders.len());
+    let release = |holders: &mut BTreeMap<u16, usize>, ports: &[u16]| {
+        for p in ports {
+            if let Some(c) = holders.get_mut(p) {
+                *c -= 1;
+                if *c == 0 {
+                    holders.remove(p);
+                }
+            }
+        }
+    };
+    if free(&holders) >= needed {
+        return Some(chosen.into_iter().map(|i| Arc::clone(live[i])).collect());
+    }
+
+    // Eligible holders of pool ports, lowest priority first (IDs already sorted).
+    let mut candidates: Vec<usize> = (0..live.len())
+        .filter(|&i| {
+            !victim[i] && !in_range[i].is_empty() && preemptible(live[i], placing_priority, placing_job)
+        })
+        .collect();
+    candidates.sort_by_key(|&i| priority(live[i]));
+    let static_victims = chosen.len();
+    let mut start = 0;
+    while start < candidates.len() && free(&holders) < needed {
+        let prio = priority(live[candidates[start]]);
+        let end = start
+            + candidates[start..]
+                .iter()
+                .take_while(|&&i| priority(live[i]) == prio)
+                .count();
+        while free(&holders) < needed {
+            let missing = (needed - free(&holders)) as f64;
+            let mut best: Option<(usize, f64)> = None;
+            for &i in &candidates[start..end] {
+                if victim[i] {
+                    continue;
+                }
+                let freed = in_range[i].iter().filter(|p| holders.get(p) == Some(&1)).count();
+                let k = already_preempted
+                    .iter()
+                    .filter(|p| same_group(p, live[i]))
+                    .count()
+                    + chosen.iter().filter(|&&j| same_group(live[j], live[i])).count();
+                // One freeing nothing yet (its ports are shared with other holders) only as a
+                // last resort.
+                let distance = if freed == 0 {
+                    LAST_RESORT
+                } else {
+                    (missing - freed as f64).abs() / missing
+                };
+                let score = distance + penalty(max_parallel(live[i]), k);
+                if best.is_none_or(|(_, b)| score.total_cmp(&b) == Ordering::Less) {
+                    best = Some((i, score));
+                }
+            }
+            let Some((i, _)) = best else { break };
+            victim[i] = true;
+            chosen.push(i);
+            release(&mut holders, &in_range[i]);
+        }
+        start = end;
+    }
+    if free(&holders) < needed {
+        return None;
+    }
+    // Prune: give back dynamic-step victims that turned out unnecessary, latest pick first.
+    for pos in (static_victims..chosen.len()).rev() {
+        let i = chosen[pos];
+        for &p in &in_range[i] {
+            *holders.entry(p).or_default() += 1;
+        }
+        if free(&holders) >= needed {
+            victim[i] = false;
+        } else {
+            release(&mut holders, &in_range[i]);
+        }
+    }
+    Some(
+        chosen
+            .into_iter()
+            .filter(|&i| victim[i])
+            .map(|i| Arc::clone(live[i]))
+            .collect(),
+    )
+}
+
+/// Does the grant `d` come from device group `g` (same vendor, type and name)?
+fn same_device(g: &NodeDeviceResource, d: &AllocatedDeviceResource) -> bool {
+    g.vendor == d.vendor && g.device_type == d.device_type && g.name == d.name
+}
+
+/// Frees device instances for one device request (§10 "Devices").
+///
+/// Considered are the node's device groups whose name matches the request (the
+/// [`crate::fit::DeviceAllocator`] rule) and that `accept` approves (the caller checks the
+/// request's constraints, see `crate::feasible::device_request_matches`). `current` are the
+/// allocations on the node as the plan leaves it minus victims already chosen; `claimed` are
+/// instances already granted to this same placement (for earlier requests), which are never
+/// freed.
+///
+/// Per group: healthy instances that nobody holds are free; eligible holders (other job, not
+/// terminal, priority ≤ placing − [`PRIORITY_DELTA`]) are taken priority group by priority
+/// group, lowest first, each time the one whose freed instances come closest to what is still
+/// missing (ties: lower ID), until `count` (at least 1) instances are free — an instance held
+/// by several allocations is freed only when all of them go; then victims not needed are
+/// dropped again (latest pick first). Among the groups that can be satisfied, the one whose
+/// victims have the smallest sum of *distinct* priorities wins (then fewer victims, then node
+/// order). `Some(vec![])` when a group already has enough free
+/// instances; None when no group can be satisfied.
+pub fn preempt_for_device(
+    node: &Node,
+    req: &RequestedDevice,
+    accept: impl Fn(&NodeDeviceResource) -> bool,
+    current: &[Arc<Allocation>],
+    claimed: &[AllocatedDeviceResource],
+    placing_priority: i64,
+    placing_job: (&str, &str),
+) -> Option<Vec<Arc<Allocation>>> {
+    let groups: &[NodeDeviceResource] = node
+        .node_resources
+        .as_ref()
+        .map(|r| r.devices.as_slice())
+        .unwrap_or(&[]);
+    let count = usize::try_from(req.count.max(1)).unwrap_or(usize::MAX);
+    let mut live: Vec<&Arc<Allocation>> = current.iter().filter(|a| !a.client_terminal()).collect();
+    live.sort_by(|a, b| a.id.cmp(&b.id));
+    live.dedup_by(|a, b| a.id == b.id);
+
+    // (Σ distinct priorities, victim count, victims) of the best group so far.
+    let mut best: Option<(i64, usize, Vec<usize>)> = None;
+    for g in groups {
+        if !device_name_matches(&req.name, &g.vendor, &g.device_type, &g.name) || !accept(g) {
+            continue;
+        }
+        let is_claimed = |id: &str| {
+            claimed
+                .iter()
+                .any(|d| same_device(g, d) && d.device_ids.iter().any(|x| x == id))
+        };
+        // Holders (indices into `live`) of each usable instance: healthy, not claimed.
+        let usable: Vec<usize> = g
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, inst)| inst.healthy && !is_claimed(&inst.id))
+            .map(|(i, _)| i)
+            .collect();
+        let holders: Vec<Vec<usize>> = usable
+            .iter()
+            .map(|&i| {
+                let id = &g.instances[i].id;
+                (0..live.len())
+                    .filter(|&a| {
+                        live[a].allocated_resources.as_ref().is_some_and(|ar| {
+                            ar.tasks
+                                .values()
+                                .flat_map(|t| t.devices.iter())
+                                .any(|d| same_device(g, d) && d.device_ids.iter().any(|x| x == id))
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut victim = vec![false; live.len()];
+        let free = |victim: &[bool]| holders.iter().filter(|h| h.iter().all(|&a| victim[a])).count();
+        if free(&victim) >= count {
+            return Some(Vec::new());
+        }
+        let mut candidates: Vec<usize> = (0..live.len())
+            .filter(|&a| {
+                holders.iter().any(|h| h.contains(&a)) && preemptible(live[a], placing_priority, placing_job)
+            })
+            .collect();
+        // `live` is sorted by ID and the sort is stable: IDs break ties.
+        candidates.sort_by_key(|&a| priority(live[a]));
+        let mut chosen: Vec<usize> = Vec::new();
+        let mut start = 0;
+        while start < candidates.len() && free(&victim) < count {
+            let prio = priority(live[candidates[start]]);
+            let end = start
+                + candidates[start..]
+                    .iter()
+                    .take_while(|&&a| priority(live[a]) == prio)
+                    .count();
+            while free(&victim) < count {
+                let have = free(&victim);
+                let missing = count - have;
+                // The candidate freeing closest to what is still missing; one freeing nothing
+                // yet (an instance shared with another holder) only as a last resort.
+                let mut best_pick: Option<(usize, usize)> = None;
+                for &a in &candidates[start..end] {
+                    if victim[a] {
+                        continue;
+                    }
+                    victim[a] = true;
+                    let gain = free(&victim) - have;
+                    victim[a] = false;
+                    let d = if gain == 0 {
+                        usize::MAX
+                    } else {
+                        gain.abs_diff(missing)
+                    };
+                    if best_pick.is_none_or(|(_, b)| d < b) {
+                        best_pick = Some((a, d));
+                    }
+                }
+                let Some((a, _)) = best_pick else { break };
+                victim[a] = true;
+                chosen.push(a);
+            }
+            start = end;
+        }
+        if free(&victim) < count {
+            continue;
+        }
+        for pos in (0..chosen.len()).rev() {
+            victim[chosen[pos]] = false;
+            if free(&victim) < count {
+                victim[chosen[pos]] = true;
+            }
+        }
+        chosen.retain(|&a| victim[a]);
+        let mut prios: Vec<i64> = chosen.iter().map(|&a| priority(live[a])).collect();
+        prios.sort_unstable();
+        prios.dedup();
+        let sum = prios.iter().fold(0i64, |s, p| s.saturating_add(*p));
+        if best
+            .as_ref()
+            .is_none_or(|(s, n, _)| (sum, chosen.len()) < (*s, *n))
+        {
+            best = Some((sum, chosen.len(), chosen));
+        }
+    }
+    best.map(|(_, _, chosen)| chosen.into_iter().map(|a| Arc::clone(live[a])).collect())
 }
 
 /// Net priority score contribution of a preemption option:
@@ -379,7 +662,7 @@ pub fn preemption_score(victims: &[Arc<Allocation>]) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use BTreeMap;
 
     use drover_types::alloc::{
         AllocatedCpuResources, AllocatedMemoryResources, AllocatedPortMapping, AllocatedResources,
@@ -387,8 +670,8 @@ mod tests {
     };
     use drover_types::job::{MigrateStrategy, Port};
     use drover_types::node::{
-        NodeCpuResources, NodeDiskResources, NodeMemoryResources, NodeReservedNetwork, NodeReservedResources,
-        NodeResources,
+        NodeCpuResources, NodeDevice, NodeDiskResources, NodeMemoryResources, NodeReservedNetwork,
+        NodeReservedResources, NodeResources,
     };
     use drover_types::{Job, TaskGroup};
 
@@ -709,6 +992,48 @@ mod tests {
         }
     }
 
+    fn dyn_ask(k: usize) -> NetworkResource {
+        NetworkResource {
+            dynamic_ports: (0..k)
+                .map(|i| Port {
+                    label: format!("d{i}"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn net(
+        n: &Node,
+        asks: &[&NetworkResource],
+        current: &[Arc<Allocation>],
+        prio: i64,
+    ) -> Option<Vec<Arc<Allocation>>> {
+        preempt_for_network(n, asks, current, prio, PLACING, &[])
+    }
+
+    /// The shared port assignment succeeds on the node once `victims` are gone.
+    fn assignable(
+        n: &Node,
+        asks: &[&NetworkResource],
+        current: &[Arc<Allocation>],
+        victims: &[Arc<Allocation>],
+    ) -> bool {
+        let rest: Vec<&Allocation> = current
+            .iter()
+            .filter(|a| !victims.iter().any(|v| v.id == a.id))
+            .map(|a| a.as_ref())
+            .collect();
+        let mut index = crate::fit::NetworkIndex::new(n);
+        if index.add_allocs(&rest).is_err() {
+            return false;
+        }
+        let mut rng = crate::rng::Rng::new(7);
+        asks.iter()
+            .all(|a| index.assign_task_network(a, &mut rng).is_ok())
+    }
+
     #[test]
     fn network_static_port_holders() {
         let n = port_node(0, 0, "22");
@@ -717,28 +1042,74 @@ mod tests {
             with_ports(alloc("l", &low, 1, 1), &[8080]),
             with_ports(alloc("h", &high, 1, 1), &[9090]),
         ];
-        assert_eq!(
-            ids(&preempt_for_network(
-                &n,
-                &static_ask(8080),
-                &current,
-                100,
-                PLACING
-            )),
-            Some(vec!["l"])
-        );
-        assert!(preempt_for_network(&n, &static_ask(9090), &current, 100, PLACING).is_none());
-        assert!(preempt_for_network(&n, &static_ask(22), &current, 100, PLACING).is_none());
-        assert_eq!(
-            ids(&preempt_for_network(
-                &n,
-                &static_ask(7070),
-                &current,
-                100,
-                PLACING
-            )),
-            Some(vec![])
-        );
+        let got = net(&n, &[&static_ask(8080)], &current, 100);
+        assert_eq!(ids(&got), Some(vec!["l"]));
+        assert!(!assignable(&n, &[&static_ask(8080)], &current, &[]));
+        assert!(assignable(
+            &n,
+            &[&static_ask(8080)],
+            &current,
+            &got.unwrap_or_default()
+        ));
+        // A holder that may not be evicted blocks the node; so does a node-reserved port.
+        assert!(net(&n, &[&static_ask(9090)], &current, 100).is_none());
+        assert!(net(&n, &[&static_ask(22)], &current, 100).is_none());
+        // Nothing to do for a free port.
+        assert_eq!(ids(&net(&n, &[&static_ask(7070)], &current, 100)), Some(vec![]));
+        // Within the priority delta: 60 may evict priority 50, 59 may not.
+        let mid = job("mid", 50, None);
+        let current = vec![with_ports(alloc("m", &mid, 1, 1), &[8080])];
+        assert!(net(&n, &[&static_ask(8080)], &current, 59).is_none());
+        assert_eq!(ids(&net(&n, &[&static_ask(8080)], &current, 60)), Some(vec!["m"]));
+        // The placing job's own allocation never goes, whatever its priority.
+        let own = job("placing", 10, None);
+        let current = vec![with_ports(alloc("o", &own, 1, 1), &[8080])];
+        assert!(net(&n, &[&static_ask(8080)], &current, 100).is_none());
+    }
+
+    #[test]
+    fn network_ignore_collision_on_either_side() {
+        let n = port_node(0, 0, "");
+        let low = job("low", 10, None);
+        // A loose holder does not block a strict ask ...
+        let mut loose = (*with_ports(alloc("l", &low, 1, 1), &[8080])).clone();
+        if let Some(ar) = loose.allocated_resources.as_mut() {
+            ar.shared.ports[0].ignore_collision = true;
+        }
+        let current = vec![Arc::new(loose)];
+        assert_eq!(ids(&net(&n, &[&static_ask(8080)], &current, 100)), Some(vec![]));
+        // ... and a loose ask needs nobody evicted.
+        let strict = vec![with_ports(alloc("s", &low, 1, 1), &[8080])];
+        let mut ask = static_ask(8080);
+        ask.reserved_ports[0].ignore_collision = true;
+        assert_eq!(ids(&net(&n, &[&ask], &strict, 100)), Some(vec![]));
+    }
+
+    #[test]
+    fn network_asks_are_preempted_for_together() {
+        let n = port_node(30000, 30003, "");
+        let (a, b) = (job("a", 10, None), job("b", 20, None));
+        let current = vec![
+            with_ports(alloc("a1", &a, 1, 1), &[8080, 30000]),
+            with_ports(alloc("b1", &b, 1, 1), &[9090]),
+            with_ports(alloc("b2", &b, 1, 1), &[30001, 30002, 30003]),
+        ];
+        // Group network: static 8080 + 1 dynamic; task network: static 9090 + 1 dynamic. The
+        // static holders a1 and b1 go; a1 also frees 30000, so one more dynamic port is missing.
+        let mut group = static_ask(8080);
+        group.dynamic_ports = dyn_ask(1).dynamic_ports;
+        let mut task = static_ask(9090);
+        task.dynamic_ports = dyn_ask(1).dynamic_ports;
+        let got = net(&n, &[&group, &task], &current, 100);
+        assert_eq!(ids(&got), Some(vec!["a1", "b1", "b2"]));
+        assert!(assignable(
+            &n,
+            &[&group, &task],
+            &current,
+            &got.unwrap_or_default()
+        ));
+        // The same static port asked twice strictly can never be granted.
+        assert!(net(&n, &[&static_ask(7070), &static_ask(7070)], &[], 100).is_none());
     }
 
     #[test]
@@ -749,24 +1120,212 @@ mod tests {
             with_ports(alloc("m", &mid, 1, 1), &[30000]),
             with_ports(alloc("l", &low, 1, 1), &[30001, 30002]),
         ];
-        let dyn_ask = |k: usize| NetworkResource {
-            dynamic_ports: (0..k)
-                .map(|i| Port {
-                    label: format!("d{i}"),
+        assert_eq!(ids(&net(&n, &[&dyn_ask(1)], &current, 100)), Some(vec!["l"]));
+        assert_eq!(ids(&net(&n, &[&dyn_ask(3)], &current, 100)), Some(vec!["l", "m"]));
+        assert!(net(&n, &[&dyn_ask(4)], &current, 100).is_none());
+        assert!(net(&n, &[&dyn_ask(1)], &current, 19).is_none());
+        let got = net(&n, &[&dyn_ask(3)], &current, 100);
+        assert!(!assignable(&n, &[&dyn_ask(3)], &current, &[]));
+        assert!(assignable(&n, &[&dyn_ask(3)], &current, &got.unwrap_or_default()));
+    }
+
+    #[test]
+    fn network_dynamic_prefers_the_closest_victim_and_prunes() {
+        // Range of 4 ports, all held. Missing 1: the one-port holder is a perfect match.
+        let n = port_node(30000, 30003, "");
+        let low = job("low", 10, None);
+        let current = vec![
+            with_ports(alloc("big", &low, 1, 1), &[30000, 30001, 30002]),
+            with_ports(alloc("one", &low, 1, 1), &[30003]),
+        ];
+        assert_eq!(ids(&net(&n, &[&dyn_ask(1)], &current, 100)), Some(vec!["one"]));
+        assert_eq!(ids(&net(&n, &[&dyn_ask(3)], &current, 100)), Some(vec!["big"]));
+        // Lowest priority first even when it is too small; the later, sufficient pick makes it
+        // redundant and the prune gives it back.
+        let (p10, p20) = (job("p10", 10, None), job("p20", 20, None));
+        let current = vec![
+            with_ports(alloc("small", &p10, 1, 1), &[30000]),
+            with_ports(alloc("large", &p20, 1, 1), &[30001, 30002, 30003]),
+        ];
+        assert_eq!(ids(&net(&n, &[&dyn_ask(3)], &current, 100)), Some(vec!["large"]));
+        // A port shared by two loose holders is freed only when both go.
+        let mut shared = Vec::new();
+        for id in ["s1", "s2"] {
+            let mut a = (*with_ports(alloc(id, &low, 1, 1), &[30000])).clone();
+            if let Some(ar) = a.allocated_resources.as_mut() {
+                ar.shared.ports[0].ignore_collision = true;
+            }
+            shared.push(Arc::new(a));
+        }
+        shared.push(with_ports(
+            alloc("x", &job("high", 95, None), 1, 1),
+            &[30001, 30002, 30003],
+        ));
+        assert_eq!(
+            ids(&net(&n, &[&dyn_ask(1)], &shared, 100)),
+            Some(vec!["s1", "s2"])
+        );
+    }
+
+    #[test]
+    fn network_max_parallel_penalty_changes_the_choice() {
+        let n = port_node(30000, 30001, "");
+        let guarded = job("guarded", 10, Some(1));
+        let other = job("other", 10, None);
+        // Both free one port; "g1" sorts first and wins the tie without earlier preemptions.
+        let current = vec![
+            with_ports(alloc("g1", &guarded, 1, 1), &[30000]),
+            with_ports(alloc("o1", &other, 1, 1), &[30001]),
+        ];
+        assert_eq!(ids(&net(&n, &[&dyn_ask(1)], &current, 100)), Some(vec!["g1"]));
+        let earlier = alloc("g0", &guarded, 1, 1);
+        let got = preempt_for_network(&n, &[&dyn_ask(1)], &current, 100, PLACING, &[earlier]);
+        assert_eq!(ids(&got), Some(vec!["o1"]));
+    }
+
+    fn gpu_group(name: &str, healthy: usize, unhealthy: usize) -> NodeDeviceResource {
+        NodeDeviceResource {
+            vendor: "nvidia".into(),
+            device_type: "gpu".into(),
+            name: name.into(),
+            instances: (0..healthy + unhealthy)
+                .map(|i| NodeDevice {
+                    id: format!("{name}-{i}"),
+                    healthy: i < healthy,
                     ..Default::default()
                 })
                 .collect(),
             ..Default::default()
+        }
+    }
+
+    fn gpu_node(groups: Vec<NodeDeviceResource>) -> Node {
+        let mut n = node(10_000, 10_000);
+        if let Some(r) = n.node_resources.as_mut() {
+            r.devices = groups;
+        }
+        n
+    }
+
+    fn with_gpus(a: Arc<Allocation>, group: &str, instances: &[usize]) -> Arc<Allocation> {
+        let mut a = (*a).clone();
+        if let Some(ar) = a.allocated_resources.as_mut()
+            && let Some(t) = ar.tasks.get_mut("t")
+        {
+            t.devices.push(AllocatedDeviceResource {
+                vendor: "nvidia".into(),
+                device_type: "gpu".into(),
+                name: group.into(),
+                device_ids: instances.iter().map(|i| format!("{group}-{i}")).collect(),
+            });
+        }
+        Arc::new(a)
+    }
+
+    fn gpus(count: i64) -> RequestedDevice {
+        RequestedDevice {
+            name: "nvidia/gpu".into(),
+            count,
+            ..Default::default()
+        }
+    }
+
+    fn dev(n: &Node, count: i64, current: &[Arc<Allocation>], prio: i64) -> Option<Vec<Arc<Allocation>>> {
+        preempt_for_device(n, &gpus(count), |_| true, current, &[], prio, PLACING)
+    }
+
+    #[test]
+    fn device_fewest_lowest_victims() {
+        let n = gpu_node(vec![gpu_group("a100", 4, 1)]);
+        let (p10, p30) = (job("p10", 10, None), job("p30", 30, None));
+        let current = vec![
+            with_gpus(alloc("one-a", &p10, 1, 1), "a100", &[0]),
+            with_gpus(alloc("two", &p10, 1, 1), "a100", &[1, 2]),
+            with_gpus(alloc("hi", &p30, 1, 1), "a100", &[3]),
+        ];
+        // Two instances: the priority-10 holder of two is enough on its own.
+        assert_eq!(ids(&dev(&n, 2, &current, 100)), Some(vec!["two"]));
+        // One instance: the priority-10 holder of exactly one.
+        assert_eq!(ids(&dev(&n, 1, &current, 100)), Some(vec!["one-a"]));
+        // Three: both priority-10 holders, never the priority-30 one.
+        assert_eq!(ids(&dev(&n, 3, &current, 100)), Some(vec!["one-a", "two"]));
+        // Four: everyone (the fifth instance is unhealthy and never counts).
+        assert_eq!(ids(&dev(&n, 4, &current, 100)), Some(vec!["hi", "one-a", "two"]));
+        assert!(dev(&n, 5, &current, 100).is_none());
+        // Priority 35 may not evict priority 30: four instances are out of reach.
+        assert!(dev(&n, 4, &current, 35).is_none());
+        // A free instance needs no victim.
+        let fewer = &current[1..];
+        assert_eq!(ids(&dev(&n, 1, fewer, 100)), Some(vec![]));
+    }
+
+    #[test]
+    fn device_group_with_smallest_distinct_priority_sum_wins() {
+        // Group "big": one priority-20 holder of both instances. Group "small": two priority-10
+        // holders. Σ distinct priorities: 20 vs 10, so two victims of "small" beat one of "big".
+        let n = gpu_node(vec![gpu_group("big", 2, 0), gpu_group("small", 2, 0)]);
+        let (p10, p20) = (job("p10", 10, None), job("p20", 20, None));
+        let current = vec![
+            with_gpus(alloc("b", &p20, 1, 1), "big", &[0, 1]),
+            with_gpus(alloc("s1", &p10, 1, 1), "small", &[0]),
+            with_gpus(alloc("s2", &p10, 1, 1), "small", &[1]),
+        ];
+        assert_eq!(ids(&dev(&n, 2, &current, 100)), Some(vec!["s1", "s2"]));
+        // With the "small" group rejected by the request's constraints, "big" is the option.
+        let got = preempt_for_device(&n, &gpus(2), |g| g.name == "big", &current, &[], 100, PLACING);
+        assert_eq!(ids(&got), Some(vec!["b"]));
+        // A request naming another model matches no group.
+        let other = RequestedDevice {
+            name: "nvidia/gpu/h100".into(),
+            ..gpus(1)
         };
-        assert_eq!(
-            ids(&preempt_for_network(&n, &dyn_ask(1), &current, 100, PLACING)),
-            Some(vec!["l"])
+        assert!(preempt_for_device(&n, &other, |_| true, &current, &[], 100, PLACING).is_none());
+    }
+
+    #[test]
+    fn device_own_job_and_claimed_instances_are_kept() {
+        let n = gpu_node(vec![gpu_group("a100", 2, 0)]);
+        let own = job("placing", 10, None);
+        let low = job("low", 10, None);
+        let current = vec![
+            with_gpus(alloc("own", &own, 1, 1), "a100", &[0]),
+            with_gpus(alloc("low", &low, 1, 1), "a100", &[1]),
+        ];
+        assert_eq!(ids(&dev(&n, 1, &current, 100)), Some(vec!["low"]));
+        assert!(dev(&n, 2, &current, 100).is_none());
+        // Instance 1 already granted to an earlier request of this placement: only "own" holds
+        // the other one, and it never goes.
+        let claimed = [AllocatedDeviceResource {
+            vendor: "nvidia".into(),
+            device_type: "gpu".into(),
+            name: "a100".into(),
+            device_ids: vec!["a100-1".into()],
+        }];
+        let without_low = &current[..1];
+        assert!(preempt_for_device(&n, &gpus(1), |_| true, without_low, &claimed, 100, PLACING).is_none());
+    }
+
+    #[test]
+    fn device_victims_make_room_for_the_allocator() {
+        let n = gpu_node(vec![gpu_group("a100", 2, 0)]);
+        let low = job("low", 10, None);
+        let current = vec![with_gpus(alloc("l", &low, 1, 1), "a100", &[0, 1])];
+        let refs: Vec<&Allocation> = current.iter().map(|a| a.as_ref()).collect();
+        assert!(
+            crate::fit::DeviceAllocator::new(&n, &refs)
+                .assign(&gpus(2))
+                .is_none()
         );
-        assert_eq!(
-            ids(&preempt_for_network(&n, &dyn_ask(3), &current, 100, PLACING)),
-            Some(vec!["l", "m"])
+        let victims = dev(&n, 2, &current, 100).unwrap_or_default();
+        let rest: Vec<&Allocation> = current
+            .iter()
+            .filter(|a| !victims.iter().any(|v| v.id == a.id))
+            .map(|a| a.as_ref())
+            .collect();
+        assert!(
+            crate::fit::DeviceAllocator::new(&n, &rest)
+                .assign(&gpus(2))
+                .is_some()
         );
-        assert!(preempt_for_network(&n, &dyn_ask(4), &current, 100, PLACING).is_none());
-        assert!(preempt_for_network(&n, &dyn_ask(1), &current, 19, PLACING).is_none());
     }
 }

@@ -3,11 +3,14 @@
 //! scheduler checks each [`NodePlacement`] on its node.
 //!
 //! ```text
-//!  job (None = stopped) ─┐           ┌─────────── per node, per live allocation ─────────────┐
-//!  eligible nodes ───────┤           │ job stopped / group removed / duplicate ─▶ stop        │
-//!  not-ready nodes ──────┼─▶ nodes ─▶│ marked migrate ─▶ stop ("node is tainted")             │
-//!  tainted nodes ────────┤  (eligible│ unknown ─▶ lost when expired, else wait                │
-//!  existing allocs ──────┘   ∪ used) │ reconnected ─▶ in-place update (new client state)      │
+//!  job (None = stopped) ─┐           ┌─────────── per node, per stopped allocation ──────────┐
+//!  eligible nodes ───────┤           │ node down/gone, client never confirmed ─▶ lost         │
+//!  not-ready nodes ──────┤           ├─────────── per node, per live allocation ─────────────┤
+//!  tainted nodes ────────┼─▶ nodes ─▶│ job stopped / group removed / duplicate ─▶ stop        │
+//!  existing allocs ──────┘  (eligible│ marked migrate ─▶ stop ("node is tainted")             │
+//!                            ∪ used) │ unknown ─▶ lost when expired, else wait                │
+//!                                    │ reconnected ─▶ in-place update (new client state),     │
+//!                                    │   or update_fn when the job changed meanwhile          │
 //!                                    │ node down/gone ─▶ lost · disconnected ─▶ unknown       │
 //!                                    │ node not ready ─▶ stop if the job changed, else keep   │
 //!                                    │ node no longer targeted ─▶ stop                        │
@@ -33,11 +36,17 @@
 //!   stopped and not replaced elsewhere (system allocations belong to their node).
 //! - A sysbatch allocation that finished on a node is not run again there unless the job
 //!   changed.
+//! - On a node that is down or gone, every stop is a `lost` stop (client status `lost`): no
+//!   client is left to confirm a plain stop, and nothing would revisit it.
+//! - A reconnected allocation of an older job version is brought to the current one in the
+//!   same evaluation (nothing else would trigger it later).
 //!
 //! # Caller's contract and limitations
 //! - `max_parallel` and system canary percentages are the caller's: every destructive update
-//!   is listed; `canary` marks those of a group whose update block asks for canaries (job
-//!   version > 0) — the caller, which holds the deployment, clears it once promoted.
+//!   is listed (in node ID order) and counted as `destructive_update`; the caller moves the
+//!   ones it defers to `ignore`. `canary` marks those of a group whose update block asks for
+//!   canaries (job version > 0); the system scheduler has no deployments (so no promotion)
+//!   and treats them as ordinary destructive updates.
 //! - Reconnect and disconnect updates (annotated `reconnect` / `disconnect`) are listed in
 //!   `inplace_update`, so writing `inplace_update` persists them.
 //! - The input has no ID source, so no follow-up evaluation is created for disconnect
@@ -126,7 +135,9 @@ pub struct NodeReconcileResults {
     pub inplace_update: Vec<Allocation>,
     /// Allocations to stop.
     pub stop: Vec<StopRequest>,
-    /// Allocations to stop with client status `lost`.
+    /// Allocations to stop with client status `lost`. Also holds allocations the server had
+    /// already stopped but whose client never confirmed before its node went down or away:
+    /// only their client status changes, and they are not counted in `desired_tg_updates`.
     pub lost: Vec<StopRequest>,
     /// Allocations left alone.
     pub ignore: usize,
@@ -217,6 +228,11 @@ fn changed(a: &Allocation, job: &Job) -> bool {
     })
 }
 
+/// The node is down or no longer exists: its client will not report again.
+fn gone(state: NodeState) -> bool {
+    matches!(state, NodeState::Down | NodeState::Missing)
+}
+
 fn wants_canary(tg: &TaskGroup, job: &Job) -> bool {
     job.version > 0
         && tg
@@ -261,6 +277,16 @@ impl Pass<'_, '_> {
         self.du(&a.task_group).stop += 1;
     }
 
+    /// Stops an allocation; on a node that is down or gone no client will confirm it, so it
+    /// is lost instead.
+    fn stop_here(&mut self, a: &Arc<Allocation>, state: NodeState, description: &str) {
+        if gone(state) {
+            self.lost(a);
+        } else {
+            self.stop(a, description);
+        }
+    }
+
     fn ignore(&mut self, group: &str) {
         self.out.ignore += 1;
         self.du(group).ignore += 1;
@@ -270,6 +296,23 @@ impl Pass<'_, '_> {
         let state = node_state(self.tainted, node_id);
         let eligible = self.eligible.contains(node_id);
         let mut seen: BTreeSet<&str> = BTreeSet::new();
+
+        // Stopped by the server but never confirmed by a client that is now gone: nobody will
+        // report them again, so they are recorded as lost (Nomad's
+        // `updateNonTerminalAllocsToLost`; a bookkeeping fix, not counted in the annotations).
+        if gone(state) {
+            for &a in allocs.iter().filter(|a| {
+                a.server_terminal()
+                    && matches!(
+                        a.client_status.as_str(),
+                        client_status::PENDING | client_status::RUNNING
+                    )
+            }) {
+                self.out
+                    .lost
+                    .push(stop_request(a, Some(client_status::LOST), desc::ALLOC_LOST));
+            }
+        }
 
         for &a in allocs.iter().filter(|a| !a.terminal()) {
             let Some(job) = self.job else {
@@ -289,11 +332,15 @@ impl Pass<'_, '_> {
                 .iter()
                 .find(|(g, name)| g.name == a.task_group && *name == a.name)
             else {
-                self.stop(a, desc::ALLOC_NOT_NEEDED);
+                self.stop_here(a, state, desc::ALLOC_NOT_NEEDED);
                 continue;
             };
             if !seen.insert(a.name.as_str()) {
-                self.stop(a, desc::ALLOC_NOT_NEEDED);
+                self.stop_here(a, state, desc::ALLOC_NOT_NEEDED);
+                continue;
+            }
+            if marked_migrate(a) && gone(state) {
+                self.lost(a);
                 continue;
             }
             if marked_migrate(a) {
@@ -314,11 +361,19 @@ impl Pass<'_, '_> {
                 continue;
             }
             if state == NodeState::Untainted && should_reconnect(a) {
-                self.out
-                    .inplace_update
-                    .push(with_client_state(a, &a.client_status, self.now));
-                self.du(&a.task_group).reconnect += 1;
-                continue;
+                let reconnected = Arc::new(with_client_state(a, &a.client_status, self.now));
+                if eligible && changed(a, job) {
+                    // Back, but the job moved on while it was away: update it now (an in-place
+                    // update carries the new client state), or nothing would ever revisit it.
+                    self.reconnect_update(node_id, &reconnected, job, tg);
+                    continue;
+                }
+                if eligible || (self.not_ready.contains(node_id) && !changed(a, job)) {
+                    self.out.inplace_update.push((*reconnected).clone());
+                    self.du(&a.task_group).reconnect += 1;
+                    continue;
+                }
+                // Its node is no longer for this job: the rules below stop it.
             }
             match state {
                 NodeState::Disconnected => {
@@ -399,10 +454,34 @@ impl Pass<'_, '_> {
         }
     }
 
+    /// A reconnected allocation (its new client state recorded in `a`) of an older job
+    /// version: in place, destructive, or (nothing to change) just the reconnect update.
+    fn reconnect_update(&mut self, node_id: &str, a: &Arc<Allocation>, job: &Job, tg: &TaskGroup) {
+        match (self.update_fn)(a, job, tg) {
+            UpdateType::Ignore => {
+                self.out.inplace_update.push((**a).clone());
+                self.du(&tg.name).reconnect += 1;
+            }
+            kind => self.apply_update(node_id, a, job, tg, kind),
+        }
+    }
+
     /// Asks `update_fn` how to bring `a` to the job's version. A finished allocation is only
     /// ever replaced (an in-place update of finished work does nothing).
     fn update(&mut self, node_id: &str, a: &Arc<Allocation>, job: &Job, tg: &TaskGroup) {
-        match (self.update_fn)(a, job, tg) {
+        let kind = (self.update_fn)(a, job, tg);
+        self.apply_update(node_id, a, job, tg, kind);
+    }
+
+    fn apply_update(
+        &mut self,
+        node_id: &str,
+        a: &Arc<Allocation>,
+        job: &Job,
+        tg: &TaskGroup,
+        kind: UpdateType,
+    ) {
+        match kind {
             UpdateType::InPlace(updated) if !a.terminal() => {
                 self.out.inplace_update.push(updated);
                 self.du(&tg.name).in_place_update += 1;
@@ -748,6 +827,86 @@ mod tests {
     }
 
     #[test]
+    fn reconnected_alloc_of_an_older_version_is_updated_too() {
+        let old = Arc::new(with_disconnect(system_job(false), 5 * MINUTE, true, None));
+        let back = || on(&old, "n1").state(client_status::UNKNOWN, NOW - MINUTE).arc();
+
+        // New tasks: replaced, and the stop carries the reconnect (it is the latest state).
+        let job = Arc::new(next_version(&old, Some("v2")));
+        let r = NRun::new(&job, &["n1"]).allocs(vec![back()]).go();
+        assert!(r.inplace_update.is_empty(), "{r:?}");
+        assert_eq!(r.destructive_update.len(), 1);
+        let prev = r.destructive_update[0]
+            .previous_alloc
+            .as_ref()
+            .map(|a| (a.id.clone(), a.alloc_states.last().map(|s| s.value.clone())));
+        assert_eq!(
+            prev,
+            Some(("a-n1".to_string(), Some(client_status::RUNNING.to_string())))
+        );
+        assert_eq!(r.desired_tg_updates[GROUP].destructive_update, 1);
+        assert_eq!(r.desired_tg_updates[GROUP].reconnect, 0);
+
+        // Same tasks: one in-place update that also records the reconnect.
+        let job = Arc::new(next_version(&old, None));
+        let r = NRun::new(&job, &["n1"]).allocs(vec![back()]).go();
+        assert_eq!(r.inplace_update.len(), 1);
+        let u = &r.inplace_update[0];
+        assert_eq!(u.job.as_ref().map(|j| j.version), Some(1));
+        assert_eq!(
+            u.alloc_states.last().map(|s| (s.value.as_str(), s.time)),
+            Some((client_status::RUNNING, Some(Timestamp(NOW))))
+        );
+        assert_eq!(r.desired_tg_updates[GROUP].in_place_update, 1);
+    }
+
+    #[test]
+    fn stopped_alloc_still_running_on_a_gone_node_is_lost() {
+        let job = Arc::new(system_job(false));
+        let stopped = |node: &str| {
+            on(&job, node)
+                .client(client_status::RUNNING)
+                .desired(desired_status::STOP)
+                .arc()
+        };
+        let t = tainted(&[with_status("n2", node_status::DOWN)], &["n3"]);
+        let allocs = vec![
+            on(&job, "n1").arc(),
+            stopped("n2"),
+            stopped("n3"),
+            // Already confirmed by its client: nothing to do.
+            on(&job, "n2")
+                .id("done-n2")
+                .complete()
+                .desired(desired_status::STOP)
+                .arc(),
+        ];
+        let r = NRun::new(&job, &["n1"]).allocs(allocs).tainted(t).go();
+        let mut got = stops(&r);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                stop("a-n2", ALLOC_LOST, Some(client_status::LOST)),
+                stop("a-n3", ALLOC_LOST, Some(client_status::LOST)),
+            ]
+        );
+        assert_eq!(r.desired_tg_updates[GROUP].stop, 0, "bookkeeping, not a decision");
+        assert!(r.place.is_empty());
+
+        // A duplicate (or removed group) on a down node is lost at once, not stopped and
+        // then marked lost by the next evaluation.
+        let dup = vec![
+            on(&job, "n2").created(20).arc(),
+            on(&job, "n2").id("dup").created(10).arc(),
+        ];
+        let t = tainted(&[with_status("n2", node_status::DOWN)], &[]);
+        let r = NRun::new(&job, &[]).allocs(dup).tainted(t).go();
+        assert_eq!(r.stop.len(), 0);
+        assert_eq!(r.lost.len(), 2);
+    }
+
+    #[test]
     fn sysbatch_finished_work_is_not_run_again() {
         let job = Arc::new(system_job(true));
         let allocs = vec![
@@ -936,6 +1095,9 @@ mod tests {
                     if let Some(a) = a {
                         prop_assert!(!a.terminal(), "only live allocations are stopped");
                         a.desired_status = desired_status::STOP.into();
+                        if let Some(cs) = &s.client_status {
+                            a.client_status = cs.clone();
+                        }
                     }
                 }
                 for (i, p) in r.place.iter().enumerate() {

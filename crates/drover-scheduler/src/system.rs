@@ -2,23 +2,68 @@
 //!
 //! ```text
 //!  process(eval)
-//!    └─ up to 5 (system) / 2 (sysbatch) passes:
+//!    └─ passes (system 5, sysbatch 2; a pass that committed something resets the count):
 //!         eligible nodes (ready, datacenter, pool), not-ready nodes, tainted nodes
 //!           ──▶ node reconciler: per node and group — place, update, stop, lost, ignore
-//!         updates: in place when the node still fits, else stop + place on the same node
-//!           (limited by the group's update max_parallel)
+//!         updates: in place when the node still fits, else stop + place on the same node,
+//!           at most the group's update.max_parallel per evaluation; the rest wait
 //!         placements: the stack ranks exactly that node; constraint misses are skipped
 //!           silently (the node is simply not for this job), exhaustion is a failure
-//!           with a blocked eval for the node
-//!         ──▶ Plan ──▶ submit
+//!         ──▶ Plan ──▶ submit ──▶ partly rejected? another pass on the refreshed state
+//!    └─ after the last pass:
+//!         allocations marked unknown (any pass) ─▶ one `max-disconnect-timeout` eval per
+//!                            distinct lost_after deadline
+//!         and from what the last pass saw:
+//!         exhausted nodes ─▶ ONE blocked eval (node = first exhausted node)
+//!                            (or, if this eval is itself a blocked one: re-block it)
+//!         deferred updates ─▶ ONE `rolling-update` eval, Wait = the group's update.stagger
+//!         eval ─▶ complete | failed, FailedTGAllocs, QueuedAllocations, annotations,
+//!                 BlockedEval, NextEval
 //! ```
+//!
+//! # Vocabulary
+//! - **pass**: one reconcile → plan → submit round on one state snapshot. A plan the applier
+//!   only partly committed comes back with a fresher state and the scheduler plans again.
+//! - **exhausted**: the node passed every constraint but has no room (even after preempting
+//!   what it may). That is a failure worth waiting for: a blocked eval wakes up when capacity
+//!   changes. A node that fails a *constraint* is not a failure: it is not for this job.
+//! - **budget**: per group, the number of destructive updates (stop + place on the same node)
+//!   one evaluation may make: the group's `update.max_parallel` (canonicalisation merges the
+//!   job's block into the group's; 0 or no block = unlimited). A destructive update that fails
+//!   because the node is exhausted keeps the old allocation running and does not spend budget,
+//!   so a node that cannot take the new version does not hold the rollout back.
+//! - **deferred**: destructive updates beyond the budget; they are counted as `Ignore` in the
+//!   annotations and left for the `rolling-update` follow-up evaluation, which runs after
+//!   the group's `update.stagger` (default 30 s) and takes the next batch.
+//!
+//! # Guarantees
+//! - One evaluation creates at most one blocked eval and at most one rolling-update eval, however
+//!   many passes it takes; both describe the last pass (the state the scheduler saw last), and
+//!   the final eval update names them (`BlockedEval`, `NextEval`) and carries the last pass's
+//!   `FailedTGAllocs`, `QueuedAllocations` (every group of a running job, 0 when nothing waits)
+//!   and annotations.
+//! - A blocked eval that is processed again and still cannot place is re-blocked (same ID,
+//!   fresh class eligibility), never duplicated.
+//! - Annotations count what this evaluation does: `DestructiveUpdate` = updates attempted now,
+//!   `Ignore` includes the deferred ones; `Place` excludes nodes filtered by constraints.
+//!
+//! # Limitations (relative to Nomad)
+//! - No system deployments (Nomad 1.11): no deployment object, no health-gated batches, and
+//!   `update.canary` is ignored (canaries are ordinary destructive updates). The next batch
+//!   is paced by `stagger`, as Nomad's system scheduler did before deployments.
+//! - Nomad's system scheduler counts every destructive update as `DestructiveUpdate` (its
+//!   annotations are computed before `max_parallel` applies); we count the deferred ones as
+//!   `Ignore`, as Nomad's generic scheduler does, so the counts add up to the plan.
+//! - Nomad creates a blocked eval per failing group per pass and does not name it on the
+//!   evaluation; the blocked-evals tracker then keeps one per job.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use drover_types::alloc::AllocMetric;
 use drover_types::eval::{PlanAnnotations, eval_status};
-use drover_types::job::TaskGroup;
+use drover_types::job::{TaskGroup, UpdateStrategy};
+use drover_types::time::{Nanos, SECOND};
 use drover_types::{Allocation, Evaluation, Job, Plan};
 
 use crate::Env;
@@ -45,6 +90,18 @@ const SYSTEM_TRIGGERS: &[&str] = &[
     "max-disconnect-timeout",
 ];
 
+/// The trigger of the follow-up evaluation that continues a rolling update.
+pub const TRIGGER_ROLLING_UPDATE: &str = "rolling-update";
+
+/// Nomad's default `update.stagger`: the pause between two batches of a system job's update.
+pub const DEFAULT_STAGGER: Nanos = 30 * SECOND;
+
+/// The trigger of the blocked evaluation created for exhausted nodes.
+const TRIGGER_QUEUED_ALLOCS: &str = "queued-allocs";
+
+/// Description of the blocked evaluation created for exhausted nodes.
+const BLOCKED_DESCRIPTION: &str = "created to place remaining allocations";
+
 /// Runs the system (`sysbatch = false`) or sysbatch scheduler for one evaluation.
 pub fn process(
     state: Arc<dyn State + Send + Sync>,
@@ -58,60 +115,177 @@ pub fn process(
     if !trigger_ok {
         return util::fail_unknown_trigger(planner, eval);
     }
-    let limit = if sysbatch { 2 } else { 5 };
+    let limit: u32 = if sysbatch { 2 } else { 5 };
     let mut state = state;
-    let mut failed: BTreeMap<String, AllocMetric> = BTreeMap::new();
-    let mut queued: BTreeMap<String, i64> = BTreeMap::new();
-    let mut annotations = None;
-    let mut blocked = None;
+    let mut attempts = 0;
     let mut done = false;
-    for _ in 0..limit {
-        failed.clear();
-        queued.clear();
-        let outcome = pass(
-            state.clone(),
-            planner,
-            eval,
-            sysbatch,
-            env,
-            &mut failed,
-            &mut queued,
-        )?;
-        annotations = Some(outcome.annotations);
-        if let Some(b) = outcome.blocked {
-            blocked = Some(b);
+    let mut last: Option<PassOutcome> = None;
+    // Kept from every pass: an earlier pass may have committed the `unknown` update that a
+    // later pass no longer sees as new.
+    let mut disconnect_deadlines: BTreeSet<i64> = BTreeSet::new();
+    while attempts < limit {
+        let mut outcome = pass(state.clone(), planner, eval, sysbatch, env)?;
+        disconnect_deadlines.append(&mut outcome.disconnect_deadlines);
+        let refreshed = outcome.refreshed.take();
+        let finished = refreshed.is_none() && outcome.full_commit;
+        if outcome.progress {
+            attempts = 0;
+        } else {
+            attempts += 1;
         }
-        match outcome.refreshed {
-            Some(fresh) => state = fresh,
-            None => {
-                done = true;
-                break;
-            }
+        if let Some(fresh) = refreshed {
+            state = fresh;
+        }
+        last = Some(outcome);
+        if finished {
+            done = true;
+            break;
         }
     }
+    let Some(last) = last else {
+        // `limit` is at least 1, so at least one pass ran.
+        return Err(SchedulerError::Planner("no scheduling pass ran".into()));
+    };
+    // Allocations marked unknown on a disconnected node: one follow-up eval per distinct
+    // `lost_after` deadline, so they become lost (and replaced) on time.
+    for at in disconnect_deadlines {
+        let mut follow = util::next_eval(
+            eval,
+            (env.ids)(),
+            env.now,
+            reconcile::trigger::MAX_DISCONNECT_TIMEOUT,
+            eval_status::PENDING,
+            "created for delayed disconnect timeout",
+        );
+        follow.wait_until = Some(drover_types::time::Timestamp(at));
+        planner.create_eval(follow)?;
+    }
+    finish(planner, eval, env, state.as_ref(), last, done, limit)
+}
+
+/// Writes what the last pass left: the rolling-update follow-up, the blocked eval (or the
+/// re-block of this one), and the evaluation's final status.
+fn finish(
+    planner: &mut dyn Planner,
+    eval: &Evaluation,
+    env: &mut Env<'_>,
+    state: &dyn State,
+    last: PassOutcome,
+    done: bool,
+    limit: u32,
+) -> Result<(), SchedulerError> {
+    let job_modify_index = last.job_modify_index.unwrap_or(eval.job_modify_index);
+    let mut next_eval = String::new();
+    if let Some(wait) = last.rolling_wait {
+        let follow = Evaluation {
+            job_modify_index,
+            wait,
+            ..util::next_eval(
+                eval,
+                (env.ids)(),
+                env.now,
+                TRIGGER_ROLLING_UPDATE,
+                eval_status::PENDING,
+                "",
+            )
+        };
+        next_eval = follow.id.clone();
+        planner.create_eval(follow)?;
+    }
+
+    if let Some(node_id) = &last.exhausted_node
+        && done
+        && eval.status == eval_status::BLOCKED
+    {
+        // Still blocked: put this evaluation back with what it learned, rather than leave a
+        // second blocked eval for the same work.
+        let mut re = eval.clone();
+        re.node_id = node_id.clone();
+        re.class_eligibility = last.class_eligibility;
+        re.escaped_computed_class = last.escaped;
+        re.failed_tg_allocs = last.failed;
+        re.queued_allocations = last.queued;
+        re.plan_annotations = Some(last.annotations);
+        re.modify_time = env.now;
+        re.snapshot_index = state.latest_index();
+        if !next_eval.is_empty() {
+            re.next_eval = next_eval;
+        }
+        return planner.reblock_eval(re);
+    }
+
     let mut e = eval.clone();
     e.modify_time = env.now;
     e.snapshot_index = state.latest_index();
-    if !done {
+    if let Some(node_id) = last.exhausted_node {
+        let blocked = Evaluation {
+            job_modify_index,
+            node_id,
+            class_eligibility: last.class_eligibility.clone(),
+            escaped_computed_class: last.escaped,
+            failed_tg_allocs: last.failed.clone(),
+            ..util::next_eval(
+                eval,
+                (env.ids)(),
+                env.now,
+                TRIGGER_QUEUED_ALLOCS,
+                eval_status::BLOCKED,
+                BLOCKED_DESCRIPTION,
+            )
+        };
+        e.blocked_eval = blocked.id.clone();
+        planner.create_eval(blocked)?;
+    }
+    if !next_eval.is_empty() {
+        e.next_eval = next_eval;
+    }
+    if done {
+        e.status = eval_status::COMPLETE.into();
+        e.status_description = String::new();
+    } else {
         e.status = eval_status::FAILED.into();
         e.status_description = format!("maximum attempts reached ({limit})");
-        return planner.update_eval(e);
     }
-    e.status = eval_status::COMPLETE.into();
-    e.status_description = String::new();
-    e.failed_tg_allocs = failed;
-    e.queued_allocations = queued;
-    e.plan_annotations = annotations;
-    if let Some(b) = blocked {
-        e.blocked_eval = b;
-    }
+    e.failed_tg_allocs = last.failed;
+    e.queued_allocations = last.queued;
+    e.plan_annotations = Some(last.annotations);
     planner.update_eval(e)
 }
 
+/// What one pass saw and did.
 struct PassOutcome {
     annotations: PlanAnnotations,
+    /// Group → why its placements failed (exhaustion, or every node filtered).
+    failed: BTreeMap<String, AllocMetric>,
+    /// Group → placements still waiting after this pass (0 for every group of a running job).
+    queued: BTreeMap<String, i64>,
+    /// The first node (in node ID order) where a placement found no room.
+    exhausted_node: Option<String>,
+    class_eligibility: BTreeMap<String, bool>,
+    escaped: bool,
+    /// `Wait` for the rolling-update follow-up: set when destructive updates were deferred.
+    rolling_wait: Option<Nanos>,
+    /// When the `lost_after` windows of the allocations marked `unknown` by this pass run out.
+    disconnect_deadlines: BTreeSet<i64>,
+    /// The job's modify index (None when purged).
+    job_modify_index: Option<u64>,
+    /// Set when the plan was partly rejected: plan again on this state.
     refreshed: Option<Arc<dyn State + Send + Sync>>,
-    blocked: Option<String>,
+    /// The plan result changed something (resets the attempt count).
+    progress: bool,
+    /// Every placement of the plan was committed (or nothing was submitted).
+    full_commit: bool,
+}
+
+/// How many destructive updates of `tg` one evaluation may make (`None` = all), and how long
+/// the next batch waits: the group's `max_parallel`, else the job's, else no limit (§9).
+fn update_budget(job: &Job, tg: &TaskGroup) -> Option<(i64, Nanos)> {
+    let limited = |u: &Option<UpdateStrategy>| {
+        u.as_ref()
+            .filter(|u| u.max_parallel() > 0)
+            .map(|u| (u.max_parallel(), u.stagger.unwrap_or(DEFAULT_STAGGER)))
+    };
+    limited(&tg.update).or_else(|| limited(&job.update))
 }
 
 fn pass(
@@ -120,8 +294,6 @@ fn pass(
     eval: &Evaluation,
     sysbatch: bool,
     env: &mut Env<'_>,
-    failed: &mut BTreeMap<String, AllocMetric>,
-    queued: &mut BTreeMap<String, i64>,
 ) -> Result<PassOutcome, SchedulerError> {
     let job = state.job(&eval.namespace, &eval.job_id);
     let config = state.scheduler_config();
@@ -169,8 +341,9 @@ fn pass(
     let mut update_fn = |existing: &Allocation, _new_job: &Job, tg: &TaskGroup| -> UpdateType {
         util::update_type(state.as_ref(), &mut inplace_stack, &update_job, existing, tg)
     };
+    let running_job = job.clone().filter(|j| !j.stop);
     let results = reconcile_nodes(NodeReconcileInput {
-        job: job.clone().filter(|j| !j.stop),
+        job: running_job.clone(),
         job_id: eval.job_id.clone(),
         namespace: eval.namespace.clone(),
         sysbatch,
@@ -197,44 +370,26 @@ fn pass(
         util::plan_alloc(&mut plan, a);
     }
     let mut desired = results.desired_tg_updates.clone();
-    let mut blocked = None;
-    // Allocations marked unknown on a disconnected node: one follow-up eval per distinct
-    // `lost_after` deadline, so they become lost (and replaced) on time.
-    let deadlines: std::collections::BTreeSet<i64> = results.disconnect_timeouts.values().copied().collect();
-    for at in deadlines {
-        let mut follow = util::next_eval(
-            eval,
-            (env.ids)(),
-            env.now,
-            crate::reconcile::trigger::MAX_DISCONNECT_TIMEOUT,
-            eval_status::PENDING,
-            "created for delayed disconnect timeout",
-        );
-        follow.wait_until = Some(drover_types::time::Timestamp(at));
-        planner.create_eval(follow)?;
-    }
-    if let Some(job) = job.as_ref().filter(|j| !j.stop) {
-        // Destructive updates are limited by the group's max_parallel (0 = all).
-        let mut budget: BTreeMap<String, i64> = BTreeMap::new();
-        let mut work = Vec::new();
-        for p in &results.destructive_update {
-            let Some(tg) = job.group(&p.task_group) else {
-                continue;
-            };
-            let mp = tg.update.as_ref().map(|u| u.max_parallel()).unwrap_or(0);
-            let used = budget.entry(tg.name.clone()).or_default();
-            if mp > 0 && *used >= mp {
-                desired.entry(tg.name.clone()).or_default().ignore += 1;
-                continue;
-            }
-            *used += 1;
-            work.push((p, true));
+    let mut failed: BTreeMap<String, AllocMetric> = BTreeMap::new();
+    let mut queued: BTreeMap<String, i64> = BTreeMap::new();
+    let mut exhausted_node: Option<String> = None;
+    let mut rolling_wait: Option<Nanos> = None;
+    let mut new_ids: HashSet<String> = HashSet::new();
+    if let Some(job) = running_job.as_ref() {
+        for tg in &job.task_groups {
+            queued.entry(tg.name.clone()).or_insert(0);
         }
-        work.extend(results.place.iter().map(|p| (p, false)));
+        // Destructive updates first (they free what they replace), each group within its
+        // max_parallel budget; then placements on nodes that have none.
+        let mut spent: BTreeMap<String, i64> = BTreeMap::new();
+        let work = results
+            .destructive_update
+            .iter()
+            .map(|p| (p, true))
+            .chain(results.place.iter().map(|p| (p, false)));
         let preempt = config.preemption_enabled(&job.job_type);
         let mut placed_groups: HashSet<String> = HashSet::new();
         let mut filtered: BTreeMap<String, AllocMetric> = BTreeMap::new();
-        let mut exhausted_nodes = Vec::new();
         for (p, destructive) in work {
             let Some(tg) = job.group(&p.task_group) else {
                 continue;
@@ -242,15 +397,20 @@ fn pass(
             let Some(node) = state.node(&p.node_id) else {
                 continue;
             };
+            if destructive
+                && let Some((max_parallel, stagger)) = update_budget(job, tg)
+                && spent.get(&tg.name).copied().unwrap_or(0) >= max_parallel
+            {
+                // Over budget: left running for the rolling-update follow-up.
+                let d = desired.entry(tg.name.clone()).or_default();
+                d.destructive_update = d.destructive_update.saturating_sub(1);
+                d.ignore += 1;
+                rolling_wait = Some(rolling_wait.map_or(stagger, |w| w.max(stagger)));
+                continue;
+            }
             *queued.entry(tg.name.clone()).or_default() += 1;
             if destructive && let Some(prev) = &p.previous_alloc {
-                util::plan_stop(
-                    &mut plan,
-                    prev,
-                    "alloc is being updated due to job update",
-                    None,
-                    None,
-                );
+                util::plan_stop(&mut plan, prev, reconcile::desc::ALLOC_UPDATING, None, None);
             }
             let opts = SelectOptions {
                 alloc_name: p.name.clone(),
@@ -263,12 +423,15 @@ fn pass(
             metrics.nodes_available = by_dc.clone();
             let Some(mut option) = option else {
                 // Filtered by constraints: this node is no longer for this job. Not a failure
-                // on its own, and an old version running here is still stopped.
+                // on its own, and an old version running here is still stopped (which is a
+                // change: it spends budget).
                 if metrics.nodes_exhausted == 0 {
                     if let Some(q) = queued.get_mut(&tg.name) {
                         *q -= 1;
                     }
-                    if !destructive && let Some(d) = desired.get_mut(&tg.name) {
+                    if destructive {
+                        *spent.entry(tg.name.clone()).or_default() += 1;
+                    } else if let Some(d) = desired.get_mut(&tg.name) {
                         d.place = d.place.saturating_sub(1);
                     }
                     filtered.entry(tg.name.clone()).or_insert(metrics);
@@ -278,7 +441,7 @@ fn pass(
                 if destructive && let Some(prev) = &p.previous_alloc {
                     util::plan_unstop(&mut plan, &prev.node_id, &prev.id);
                 }
-                exhausted_nodes.push(node.id.clone());
+                exhausted_node.get_or_insert_with(|| node.id.clone());
                 match failed.get_mut(&tg.name) {
                     Some(m) => m.coalesced_failures += 1,
                     None => {
@@ -287,9 +450,13 @@ fn pass(
                 }
                 continue;
             };
+            if destructive {
+                *spent.entry(tg.name.clone()).or_default() += 1;
+            }
             placed_groups.insert(tg.name.clone());
             let id = (env.ids)();
-            let mut alloc = util::new_alloc(id, env.now, eval, job, tg, &p.name, &mut option, metrics);
+            let mut alloc =
+                util::new_alloc(id.clone(), env.now, eval, job, tg, &p.name, &mut option, metrics);
             if let Some(prev) = &p.previous_alloc {
                 alloc.previous_allocation = prev.id.clone();
             }
@@ -300,6 +467,7 @@ fn pass(
                 desired.entry(tg.name.clone()).or_default(),
             );
             stack.record_placement(&option, tg);
+            new_ids.insert(id);
             util::plan_alloc(&mut plan, alloc);
         }
         // A group that every node filtered out, with nothing placed and nothing left running,
@@ -322,26 +490,6 @@ fn pass(
                 failed.insert(group, metrics);
             }
         }
-        if !exhausted_nodes.is_empty() && eval.status != eval_status::BLOCKED {
-            for node_id in exhausted_nodes {
-                let b = Evaluation {
-                    job_modify_index: job.job_modify_index,
-                    node_id,
-                    class_eligibility: stack.class_eligibility.clone(),
-                    escaped_computed_class: stack.escaped,
-                    ..util::next_eval(
-                        eval,
-                        (env.ids)(),
-                        env.now,
-                        "queued-allocs",
-                        eval_status::BLOCKED,
-                        "created to place remaining allocations",
-                    )
-                };
-                blocked = Some(b.id.clone());
-                planner.create_eval(b)?;
-            }
-        }
     }
     let annotations = PlanAnnotations {
         desired_tg_updates: desired,
@@ -352,32 +500,48 @@ fn pass(
             .map(|a| a.stub(false, false))
             .collect(),
     };
+    let mut outcome = PassOutcome {
+        annotations,
+        failed,
+        queued,
+        exhausted_node,
+        class_eligibility: stack.class_eligibility.clone(),
+        escaped: stack.escaped,
+        rolling_wait,
+        disconnect_deadlines: results.disconnect_timeouts.values().copied().collect(),
+        job_modify_index: job.as_ref().map(|j| j.job_modify_index),
+        refreshed: None,
+        progress: false,
+        full_commit: true,
+    };
     if eval.annotate_plan {
-        plan.annotations = Some(annotations.clone());
+        plan.annotations = Some(outcome.annotations.clone());
     }
     if plan.is_no_op() && !eval.annotate_plan {
-        return Ok(PassOutcome {
-            annotations,
-            refreshed: None,
-            blocked,
-        });
+        return Ok(outcome);
     }
-    let submitted = planner.submit_plan(plan.clone())?;
-    for (n, v) in &submitted.result.node_allocation {
-        for a in v {
-            if plan
-                .node_allocation
-                .get(n)
-                .is_some_and(|p| p.iter().any(|x| x.id == a.id))
-                && let Some(q) = queued.get_mut(&a.task_group)
-            {
-                *q = (*q - 1).max(0);
-            }
+    let expected: Vec<(String, usize)> = plan
+        .node_allocation
+        .iter()
+        .map(|(n, v)| (n.clone(), v.len()))
+        .collect();
+    let submitted = planner.submit_plan(plan)?;
+    let result = &submitted.result;
+    outcome.progress = !result.node_update.is_empty()
+        || !result.node_allocation.is_empty()
+        || result.deployment.is_some()
+        || !result.deployment_updates.is_empty();
+    outcome.full_commit = expected
+        .iter()
+        .all(|(n, len)| result.node_allocation.get(n).map(Vec::len) == Some(*len));
+    // Queued: placements that became new allocations are no longer queued.
+    for a in result.node_allocation.values().flatten() {
+        if new_ids.contains(&a.id)
+            && let Some(q) = outcome.queued.get_mut(&a.task_group)
+        {
+            *q = (*q - 1).max(0);
         }
     }
-    Ok(PassOutcome {
-        annotations,
-        refreshed: submitted.refreshed,
-        blocked,
-    })
+    outcome.refreshed = submitted.refreshed;
+    Ok(outcome)
 }
