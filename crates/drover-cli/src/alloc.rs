@@ -204,7 +204,11 @@ pub fn go_g3(v: f64) -> String {
 pub fn placement_metrics_text(m: &AllocMetric) -> String {
     let mut lines = alloc_metric_lines(m, "  ");
     if !m.score_meta_data.is_empty() {
-        let mut scorers: Vec<&String> = m.score_meta_data.iter().flat_map(|s| s.scores.keys()).collect();
+        let mut scorers: Vec<&str> = m
+            .score_meta_data
+            .iter()
+            .flat_map(|s| s.scores.keys().map(|k| k.as_ref()))
+            .collect();
         scorers.sort();
         scorers.dedup();
         let mut header = row!["Node"];

@@ -12,6 +12,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use drover_cli::{agent, alloc, deployment, eval, job, node, normalize_args, operator, server};
 
+/// mimalloc instead of the system allocator: the scheduler builds and frees tens of small
+/// records per placement (names, IDs, resource maps, metrics), and glibc's allocator spent a
+/// third of the placement time on them (`docs/benchmarks.md`, scheduler section).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Drover: a workload orchestrator that speaks Nomad's API.
 #[derive(Debug, Parser)]
 #[command(name = "drover", version, about, long_about = None)]

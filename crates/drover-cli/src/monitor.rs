@@ -169,7 +169,7 @@ pub fn alloc_metric_lines(m: &AllocMetric, prefix: &str) -> Vec<String> {
     if m.nodes_evaluated == 0 {
         out.push(format!("{prefix}* No nodes were eligible for evaluation"));
     }
-    for (dc, n) in &m.nodes_available {
+    for (dc, n) in m.nodes_available.iter() {
         if *n == 0 {
             out.push(format!("{prefix}* No nodes are available in datacenter \"{dc}\""));
         }
@@ -529,7 +529,7 @@ mod tests {
             .insert("${attr.kernel.name} = windows".into(), 2);
         m.dimension_exhausted.insert("memory".into(), 1);
         m.class_filtered.insert("gpu".into(), 1);
-        m.nodes_available.insert("dc2".into(), 0);
+        std::sync::Arc::make_mut(&mut m.nodes_available).insert("dc2".into(), 0);
         let mut failed = BTreeMap::new();
         failed.insert("web".to_string(), m);
         let lines = failed_placements(&failed, "  ", "    ");

@@ -292,7 +292,12 @@ impl Run<'_> {
                 let Some(tg) = place_job.group(&p.task_group) else {
                     continue;
                 };
-                *self.queued.entry(tg.name.clone()).or_default() += 1;
+                match self.queued.get_mut(tg.name.as_str()) {
+                    Some(q) => *q += 1,
+                    None => {
+                        self.queued.insert(tg.name.clone(), 1);
+                    }
+                }
                 if failed_groups.contains(&tg.name) {
                     if let Some(m) = self.failed.get_mut(&tg.name) {
                         m.coalesced_failures += 1;
@@ -384,12 +389,14 @@ impl Run<'_> {
                         alloc.reschedule_tracker = Some(reschedule_tracker(prev, tg, env.now));
                     }
                 }
-                util::plan_preemptions(
-                    &mut plan,
-                    &mut alloc,
-                    &option.preempted,
-                    desired.entry(tg.name.clone()).or_default(),
-                );
+                if !option.preempted.is_empty() {
+                    util::plan_preemptions(
+                        &mut plan,
+                        &mut alloc,
+                        &option.preempted,
+                        desired.entry(tg.name.clone()).or_default(),
+                    );
+                }
                 new_ids.insert(id);
                 stack.record_placement(&option, tg);
                 util::plan_alloc(&mut plan, alloc);

@@ -25,6 +25,7 @@
 //! per placement the work is proportional to the nodes examined (≈ the limit when most nodes
 //! are feasible), not to the cluster size.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -89,7 +90,13 @@ pub struct Stack {
     nodes: Vec<Slot>,
 
     offset: usize,
+    /// This pass's placements on nodes outside the candidate list's own records (preferred
+    /// nodes, system placements), by node address. Placements on a scanned candidate are kept
+    /// in its [`Slot`], where the scan reads them without a lookup.
     placed: FastMap<usize, Placed>,
+    /// The node the last scan of the candidate list chose and its slot, so that
+    /// [`Self::record_placement`] finds the slot without searching.
+    last_pick: Option<(usize, usize)>,
     empty_usage: Arc<NodeUsage>,
     base_limit: usize,
     checker: ConstraintChecker,
@@ -126,6 +133,7 @@ impl Stack {
             ineligible_reasons: FastMap::default(),
             groups: FastMap::default(),
             placed: FastMap::default(),
+            last_pick: None,
             empty_usage: Arc::new(NodeUsage { allocs: Vec::new() }),
             job_escapes,
             rng,
@@ -143,6 +151,7 @@ impl Stack {
                 cand,
                 usage: None,
                 feasible_for: 0,
+                placed: Placed::default(),
             })
             .collect();
         if shuffle {
@@ -156,16 +165,33 @@ impl Stack {
         };
         self.nodes = nodes;
         self.offset = 0;
+        self.last_pick = None;
     }
 
     /// Tells the stack that `ranked` became a placement of `tg` in the plan, so later
     /// placements in this pass count it without looking the plan up.
     pub fn record_placement(&mut self, ranked: &RankedNode, tg: &TaskGroup) {
-        let p = self.placed.entry(Arc::as_ptr(&ranked.node) as usize).or_default();
+        let group = self.group_info(tg).id;
+        let node = Arc::as_ptr(&ranked.node) as usize;
+        let p = match self.last_pick.take() {
+            Some((picked, idx))
+                if picked == node
+                    && self
+                        .nodes
+                        .get(idx)
+                        .is_some_and(|s| Arc::as_ptr(&s.cand.node) as usize == node) =>
+            {
+                &mut self.nodes[idx].placed
+            }
+            _ => self.placed.entry(node).or_default(),
+        };
         p.usage.add(&ranked.usage);
         p.count += 1;
         p.job += 1;
-        *p.groups.entry(tg.name.clone()).or_default() += 1;
+        match p.groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, n)) => *n += 1,
+            None => p.groups.push((group, 1)),
+        }
     }
 
     /// The candidate count.
@@ -199,6 +225,7 @@ impl Stack {
             .chain(tg.constraints.iter())
             .any(|c| c.operand == "distinct_property");
         let info = Arc::new(GroupInfo {
+            id: u32::try_from(self.groups.len()).unwrap_or(u32::MAX),
             constraints,
             escapes,
             needs_full,
@@ -211,9 +238,9 @@ impl Stack {
 
     /// Live allocations of a node in the state snapshot, with their usage (cached per eval;
     /// the plan's changes are applied on top per placement).
-    fn compute_usage(&mut self, state: &dyn State, node: &Node) -> Arc<NodeUsage> {
+    fn compute_usage(&mut self, state: &dyn State, node_id: &str) -> Arc<NodeUsage> {
         let allocs: Vec<LiveAlloc> = state
-            .allocs_by_node(&node.id)
+            .allocs_by_node(node_id)
             .into_iter()
             .filter(|a| !a.client_terminal())
             .map(|a| LiveAlloc {
@@ -261,6 +288,7 @@ impl Stack {
                     cand: Candidate::new(n),
                     usage: None,
                     feasible_for: 0,
+                    placed: Placed::default(),
                 })
                 .collect();
             let found = self.scan(
@@ -273,6 +301,8 @@ impl Stack {
                 &spreads,
                 &mut metrics,
             );
+            // The pick's slot index is into `preferred`, not the candidate list.
+            self.last_pick = None;
             if found.is_some() {
                 return (found, metrics);
             }
@@ -318,8 +348,10 @@ impl Stack {
             cand: Candidate::new(node),
             usage: None,
             feasible_for: 0,
+            placed: Placed::default(),
         }];
         let found = self.scan(state, plan, tg, opts, &mut one, 1, &spreads, &mut metrics);
+        self.last_pick = None;
         (found, metrics)
     }
 
@@ -459,13 +491,7 @@ impl Stack {
         let options = options.finish();
         let scored: Vec<ScoredRef<'_>> = options
             .iter()
-            .map(|o| {
-                (
-                    nodes[o.idx].cand.node.id.as_str(),
-                    o.scores.as_slice(),
-                    o.final_score,
-                )
-            })
+            .map(|o| (nodes[o.idx].cand.id.as_str(), o.scores.as_slice(), o.final_score))
             .collect();
         record_scores(metrics, &scored);
         // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
@@ -475,7 +501,10 @@ impl Stack {
         };
         let node = nodes[options[best].idx].cand.node.clone();
         match self.rank(state, plan, tg, &node, opts, spreads, metrics) {
-            Some(full) => FastOutcome::Done(Some(full)),
+            Some(full) => {
+                self.last_pick = Some((Arc::as_ptr(&node) as usize, options[best].idx));
+                FastOutcome::Done(Some(full))
+            }
             None => {
                 let slow = GroupInfo {
                     needs_full: true,
@@ -503,7 +532,7 @@ impl Stack {
         metrics: &mut AllocMetric,
     ) -> Option<(ScoreList, f64)> {
         if slot.usage.is_none() {
-            slot.usage = Some(self.compute_usage(state, &slot.cand.node));
+            slot.usage = Some(self.compute_usage(state, slot.cand.id.as_str()));
         }
         let cand = &slot.cand;
         let node = &cand.node;
@@ -514,12 +543,12 @@ impl Stack {
         let stops = if plan.node_update.is_empty() {
             None
         } else {
-            plan.node_update.get(&node.id)
+            plan.node_update.get(cand.id.as_str())
         };
         let preempted = if plan.node_preemptions.is_empty() {
             None
         } else {
-            plan.node_preemptions.get(&node.id)
+            plan.node_preemptions.get(cand.id.as_str())
         };
         let gone = |id: &str| {
             stops.is_some_and(|v| v.iter().any(|a| a.id == id))
@@ -542,14 +571,24 @@ impl Stack {
                 }
             }
         }
-        // This pass's own placements on the node (in-place updates keep their resources).
-        if let Some(p) = self.placed.get(&(Arc::as_ptr(node) as usize)) {
+        // This pass's own placements on the node (in-place updates keep their resources): in
+        // the slot, and in the side map for nodes placed on outside the candidate list.
+        let elsewhere = if self.placed.is_empty() {
+            None
+        } else {
+            self.placed.get(&(Arc::as_ptr(node) as usize))
+        };
+        for p in std::iter::once(&slot.placed).chain(elsewhere) {
             used.add(&p.usage);
             count += p.count;
             if p.job > 0 {
                 same_job = true;
             }
-            collisions += p.groups.get(tg.name.as_str()).copied().unwrap_or(0);
+            collisions += p
+                .groups
+                .iter()
+                .find(|(g, _)| *g == info.id)
+                .map_or(0, |(_, n)| *n);
         }
         let job_level = job.constraints.iter().map(|c| (c, false));
         for (c, group_level) in job_level.chain(tg.constraints.iter().map(|c| (c, true))) {
@@ -901,129 +940,120 @@ impl Stack {
             *metrics.dimension_exhausted.entry(dim).or_default() += 1;
         };
 
-        // Ports.
-        let mut net_index = NetworkIndex::new(node);
-        if let Err(e) = net_index.add_allocs(&proposed) {
-            exhausted(format!("network: {e}"), metrics);
-            return None;
-        }
-        let mut shared = AllocatedSharedResources {
-            disk_mb: tg.ephemeral_disk.as_ref().map(|d| d.size_mb).unwrap_or(0),
-            ..Default::default()
+        // Ports, devices and cores, then the shared fit check. With preemption, one victim set
+        // grows per placement: when the node's ports or device instances cannot serve the
+        // group, the network or device preemptor names victims and the assignment starts over
+        // on the node without them (every round adds a victim, so this ends); CPU, memory and
+        // disk come last, with those victims already gone (a victim evicted for its port also
+        // frees its memory). Evictions already in the plan count for max_parallel.
+        let placing = (job.namespace.as_str(), job.id.as_str());
+        // Evictions already in the plan (any node) plus this placement's victims so far.
+        let already = |victims: &[Arc<Allocation>]| -> Vec<Arc<Allocation>> {
+            plan.node_preemptions
+                .values()
+                .flatten()
+                .map(|a| Arc::new(a.clone()))
+                .chain(victims.iter().cloned())
+                .collect()
         };
-        if let Some(ask) = tg.networks.first() {
-            match net_index.assign_group_network(ask, &mut self.rng) {
-                Ok((offer, ports)) => {
-                    shared.networks = vec![offer];
-                    shared.ports = ports;
-                }
-                Err(e) => {
-                    exhausted(format!("network: {e}"), metrics);
-                    return None;
-                }
-            }
-        }
-        // Tasks: cpu, memory, legacy networks, devices, cores.
-        let mut devices = DeviceAllocator::new(node, &proposed);
-        let mut used_cores: HashSet<i64> = proposed
-            .iter()
-            .filter_map(|a| a.allocated_resources.as_ref())
-            .flat_map(|r| {
-                r.tasks
-                    .values()
-                    .flat_map(|t| t.cpu.reserved_cores.iter().copied())
-            })
-            .collect();
-        let mut tasks = BTreeMap::new();
-        let mut lifecycles = BTreeMap::new();
-        for t in &tg.tasks {
-            let r = t.resources.clone().unwrap_or_default();
-            let mut reserved_cores = Vec::new();
-            if r.cores > 0 {
-                let operator_reserved: Vec<i64> = node
-                    .reserved_resources
-                    .as_ref()
-                    .map(|r| r.cpu.reserved_cpu_cores.clone())
-                    .unwrap_or_default();
-                let offered: Vec<i64> = match node.node_resources.as_ref() {
-                    Some(nr) if !nr.cpu.reservable_cpu_cores.is_empty() => {
-                        nr.cpu.reservable_cpu_cores.clone()
-                    }
-                    Some(nr) => (0..nr.cpu.total_cpu_cores).collect(),
-                    None => Vec::new(),
-                };
-                let free: Vec<i64> = offered
-                    .into_iter()
-                    .filter(|c| !used_cores.contains(c) && !operator_reserved.contains(c))
-                    .collect();
-                if (free.len() as i64) < r.cores {
-                    exhausted("cores".into(), metrics);
-                    return None;
-                }
-                reserved_cores = free.into_iter().take(r.cores as usize).collect();
-                used_cores.extend(reserved_cores.iter().copied());
-            }
-            let mut networks = Vec::new();
-            for ask in &r.networks {
-                match net_index.assign_task_network(ask, &mut self.rng) {
-                    Ok(offer) => networks.push(offer),
-                    Err(e) => {
-                        exhausted(format!("network: {e}"), metrics);
-                        return None;
-                    }
-                }
-            }
-            let mut granted_devices = Vec::new();
-            for d in &r.devices {
-                match devices.assign(d) {
-                    Some(g) => granted_devices.push(g),
-                    None => {
-                        exhausted(format!("devices: {}", d.name), metrics);
-                        return None;
-                    }
-                }
-            }
-            let cpu_shares = if r.cores > 0 {
-                let per_core = node
-                    .node_resources
-                    .as_ref()
-                    .map(|nr| nr.cpu.cpu_shares / nr.cpu.total_cpu_cores.max(1))
-                    .unwrap_or(0);
-                per_core * r.cores
+        let device_groups = accepted_device_groups(node, tg, &mut self.checker);
+        let mut victims: Vec<Arc<Allocation>> = Vec::new();
+        let resources = loop {
+            let filtered;
+            let remaining: &[&Allocation] = if victims.is_empty() {
+                &proposed
             } else {
-                r.cpu
+                filtered = without_victims(&proposed, &victims);
+                &filtered
             };
-            tasks.insert(
-                t.name.clone(),
-                AllocatedTaskResources {
-                    cpu: AllocatedCpuResources {
-                        cpu_shares,
-                        reserved_cores,
-                    },
-                    memory: AllocatedMemoryResources {
-                        memory_mb: r.memory_mb + r.secrets_mb.unwrap_or(0),
-                        memory_max_mb: if self.oversubscription { r.memory_max_mb } else { 0 },
-                    },
-                    networks,
-                    devices: granted_devices,
-                },
-            );
-            lifecycles.insert(t.name.clone(), t.lifecycle.clone());
-        }
-        let resources = AllocatedResources {
-            tasks,
-            task_lifecycles: lifecycles,
-            shared,
+            let failure = match assign_resources(
+                node,
+                tg,
+                remaining,
+                self.oversubscription,
+                &device_groups,
+                &mut self.rng,
+            ) {
+                Ok(resources) => break resources,
+                Err(failure) => failure,
+            };
+            let more = if opts.preempt {
+                let current: Vec<Arc<Allocation>> =
+                    remaining.iter().map(|a| Arc::new((*a).clone())).collect();
+                match &failure {
+                    AssignFailure::Network(_) => {
+                        let asks: Vec<&drover_types::job::NetworkResource> = tg
+                            .networks
+                            .first()
+                            .into_iter()
+                            .chain(
+                                tg.tasks
+                                    .iter()
+                                    .filter_map(|t| t.resources.as_ref())
+                                    .flat_map(|r| r.networks.iter()),
+                            )
+                            .collect();
+                        crate::preempt::preempt_for_network(
+                            node,
+                            &asks,
+                            &current,
+                            job.priority,
+                            placing,
+                            &already(&victims),
+                        )
+                    }
+                    AssignFailure::Device {
+                        task,
+                        request,
+                        claimed,
+                        ..
+                    } => {
+                        let accepted: &[DeviceKey] = device_groups
+                            .get(*task)
+                            .and_then(|t| t.get(*request))
+                            .map(Vec::as_slice)
+                            .unwrap_or_default();
+                        tg.tasks
+                            .get(*task)
+                            .and_then(|t| t.resources.as_ref())
+                            .and_then(|r| r.devices.get(*request))
+                            .and_then(|req| {
+                                crate::preempt::preempt_for_device(
+                                    node,
+                                    req,
+                                    |g| accepted.iter().any(|k| device_key_is(k, g)),
+                                    &current,
+                                    claimed,
+                                    job.priority,
+                                    placing,
+                                )
+                            })
+                    }
+                    AssignFailure::Existing(_) | AssignFailure::Cores => None,
+                }
+            } else {
+                None
+            };
+            let more: Vec<Arc<Allocation>> = more
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| !victims.iter().any(|v| v.id == m.id))
+                .collect();
+            if more.is_empty() {
+                exhausted(failure.dimension(), metrics);
+                return None;
+            }
+            victims.extend(more);
         };
+
         // The fit check reads only the resources of the allocation being placed.
         let mut candidate = Allocation {
             allocated_resources: Some(resources),
             ..Default::default()
         };
         let own_usage = fit::alloc_usage(&candidate);
-        let mut with_candidate = proposed.clone();
+        let mut with_candidate = without_victims(&proposed, &victims);
         with_candidate.push(&candidate);
-        let mut preempted: Vec<Arc<Allocation>> = Vec::new();
         let used = match fit::allocs_fit(node, &with_candidate, false) {
             Ok(used) => used,
             Err(misfit) => {
@@ -1031,50 +1061,37 @@ impl Stack {
                     exhausted(misfit.dimension(), metrics);
                     return None;
                 }
-                let ask = fit::alloc_usage(&candidate);
-                // Everything on the node as this plan leaves it: snapshot allocs minus stops and
-                // preemptions, plus this pass's own placements (which are never victims but
-                // take space).
-                let current: Vec<Arc<Allocation>> = proposed.iter().map(|a| Arc::new((*a).clone())).collect();
-                let already: Vec<Arc<Allocation>> = plan
-                    .node_preemptions
-                    .values()
-                    .flatten()
+                // Everything on the node as this plan leaves it (snapshot allocs minus stops,
+                // preemptions and this placement's victims, plus this pass's own placements,
+                // which are never victims but take space).
+                let current: Vec<Arc<Allocation>> = without_victims(&proposed, &victims)
+                    .into_iter()
                     .map(|a| Arc::new(a.clone()))
                     .collect();
-                match crate::preempt::preempt_for_resources(
+                let Some(more) = crate::preempt::preempt_for_resources(
                     node,
-                    &ask,
+                    &own_usage,
                     &current,
                     job.priority,
-                    (&job.namespace, &job.id),
-                    &already,
-                ) {
-                    Some(victims) => {
-                        let ids: HashSet<&str> = victims.iter().map(|v| v.id.as_str()).collect();
-                        let remaining: Vec<&Allocation> = with_candidate
-                            .iter()
-                            .copied()
-                            .filter(|a| !ids.contains(a.id.as_str()))
-                            .collect();
-                        match fit::allocs_fit(node, &remaining, false) {
-                            Ok(used) => {
-                                preempted = victims;
-                                used
-                            }
-                            Err(m) => {
-                                exhausted(m.dimension(), metrics);
-                                return None;
-                            }
-                        }
-                    }
-                    None => {
-                        exhausted(misfit.dimension(), metrics);
+                    placing,
+                    &already(&victims),
+                ) else {
+                    exhausted(misfit.dimension(), metrics);
+                    return None;
+                };
+                victims.extend(more);
+                let mut remaining = without_victims(&proposed, &victims);
+                remaining.push(&candidate);
+                match fit::allocs_fit(node, &remaining, false) {
+                    Ok(used) => used,
+                    Err(m) => {
+                        exhausted(m.dimension(), metrics);
                         return None;
                     }
                 }
             }
         };
+        let preempted = victims;
 
         let resources = candidate.allocated_resources.take().unwrap_or_default();
         // Scores.
@@ -1111,6 +1128,8 @@ impl Stack {
 /// Facts about a task group, computed once per evaluation.
 #[derive(Debug, Clone)]
 struct GroupInfo {
+    /// A small number for the group, unique within the evaluation.
+    id: u32,
     /// Group and task constraints other than distinct_* (those need the plan).
     constraints: Vec<Constraint>,
     /// A constraint names a unique.* property: no class caching.
@@ -1134,6 +1153,8 @@ struct Slot {
     /// The group (by address) this node was last found feasible for, when that answer cannot
     /// change within the evaluation (no unique.* constraints, no volumes).
     feasible_for: usize,
+    /// This pass's placements on the node, when chosen from the candidate list.
+    placed: Placed,
 }
 
 /// Up to six (scorer, score) pairs without a heap allocation.
@@ -1232,14 +1253,14 @@ struct FastOption {
 }
 
 /// What this pass placed on one node.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Placed {
     usage: fit::Comparable,
     count: i64,
     /// Placements of this job.
     job: i64,
-    /// Placements per group of this job.
-    groups: FastMap<String, usize>,
+    /// Placements per group of this job (by [`GroupInfo::id`]).
+    groups: Vec<(u32, usize)>,
 }
 
 /// A live allocation in the snapshot and what it uses.
@@ -1339,8 +1360,225 @@ fn record_scores(metrics: &mut AllocMetric, options: &[ScoredRef<'_>]) {
     for (node_id, scores, final_score) in top.into_iter().take(TOP_K) {
         metrics.score_meta_data.push(NodeScoreMeta {
             node_id: node_id.to_string(),
-            scores: scores.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            scores: scores.iter().map(|(k, v)| (Cow::Borrowed(*k), *v)).collect(),
             norm_score: *final_score,
         });
     }
+}
+
+/// (vendor, type, name) of a node device group.
+type DeviceKey = (String, String, String);
+
+fn device_key_is(k: &DeviceKey, g: &drover_types::node::NodeDeviceResource) -> bool {
+    k.0 == g.vendor && k.1 == g.device_type && k.2 == g.name
+}
+
+/// For each task of `tg` (in order) and each of its device requests (in order): the node's
+/// device groups that serve the request — name and device constraints, the feasibility rule
+/// (`feasible::device_request_matches`) — so that instances are only handed out, and only
+/// preempted for, in groups the request accepts.
+fn accepted_device_groups(
+    node: &Node,
+    tg: &TaskGroup,
+    checker: &mut ConstraintChecker,
+) -> Vec<Vec<Vec<DeviceKey>>> {
+    let no_devices = tg
+        .tasks
+        .iter()
+        .all(|t| t.resources.as_ref().is_none_or(|r| r.devices.is_empty()));
+    if no_devices {
+        return Vec::new();
+    }
+    let groups = node
+        .node_resources
+        .as_ref()
+        .map(|r| r.devices.as_slice())
+        .unwrap_or_default();
+    tg.tasks
+        .iter()
+        .map(|t| {
+            t.resources
+                .as_ref()
+                .map(|r| r.devices.as_slice())
+                .unwrap_or_default()
+                .iter()
+                .map(|req| {
+                    groups
+                        .iter()
+                        .filter(|g| feasible::device_request_matches(g, req, checker))
+                        .map(|g| (g.vendor.clone(), g.device_type.clone(), g.name.clone()))
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `allocs` without the ones in `victims` (by ID).
+fn without_victims<'a>(allocs: &[&'a Allocation], victims: &[Arc<Allocation>]) -> Vec<&'a Allocation> {
+    if victims.is_empty() {
+        return allocs.to_vec();
+    }
+    allocs
+        .iter()
+        .copied()
+        .filter(|a| !victims.iter().any(|v| v.id == a.id))
+        .collect()
+}
+
+/// Why [`assign_resources`] could not grant a group its ports, devices or cores.
+#[derive(Debug)]
+enum AssignFailure {
+    /// The node's allocations already collide among themselves (nothing to preempt for).
+    Existing(String),
+    /// A group or task network could not be granted.
+    Network(String),
+    /// No accepted device group has enough free instances for device request `request` of
+    /// task `task` (indices into the group), named `name`.
+    Device {
+        task: usize,
+        request: usize,
+        name: String,
+        /// Instances already granted to earlier requests of this placement.
+        claimed: Vec<drover_types::alloc::AllocatedDeviceResource>,
+    },
+    /// Not enough free reserved cores.
+    Cores,
+}
+
+impl AssignFailure {
+    /// The `DimensionExhausted` key.
+    fn dimension(&self) -> String {
+        match self {
+            AssignFailure::Existing(e) | AssignFailure::Network(e) => format!("network: {e}"),
+            AssignFailure::Device { name, .. } => format!("devices: {name}"),
+            AssignFailure::Cores => "cores".into(),
+        }
+    }
+}
+
+/// Grants one allocation of `tg` its ports (group network, legacy task networks), device
+/// instances and reserved cores on `node`, next to `proposed` (the allocations that stay), and
+/// its CPU and memory per task. Scalar capacity is not checked here (`fit::allocs_fit` does).
+fn assign_resources(
+    node: &Node,
+    tg: &TaskGroup,
+    proposed: &[&Allocation],
+    oversubscription: bool,
+    device_groups: &[Vec<Vec<DeviceKey>>],
+    rng: &mut Rng,
+) -> Result<AllocatedResources, AssignFailure> {
+    let mut net_index = NetworkIndex::new(node);
+    net_index.add_allocs(proposed).map_err(AssignFailure::Existing)?;
+    let mut shared = AllocatedSharedResources {
+        disk_mb: tg.ephemeral_disk.as_ref().map(|d| d.size_mb).unwrap_or(0),
+        ..Default::default()
+    };
+    if let Some(ask) = tg.networks.first() {
+        let (offer, ports) = net_index
+            .assign_group_network(ask, rng)
+            .map_err(AssignFailure::Network)?;
+        shared.networks = vec![offer];
+        shared.ports = ports;
+    }
+    // Tasks: cpu, memory, legacy networks, devices, cores.
+    let mut devices = DeviceAllocator::new(node, proposed);
+    let mut claimed: Vec<drover_types::alloc::AllocatedDeviceResource> = Vec::new();
+    let mut used_cores: HashSet<i64> = proposed
+        .iter()
+        .filter_map(|a| a.allocated_resources.as_ref())
+        .flat_map(|r| {
+            r.tasks
+                .values()
+                .flat_map(|t| t.cpu.reserved_cores.iter().copied())
+        })
+        .collect();
+    let mut tasks = BTreeMap::new();
+    let mut lifecycles = BTreeMap::new();
+    for (ti, t) in tg.tasks.iter().enumerate() {
+        let r = t.resources.clone().unwrap_or_default();
+        let mut reserved_cores = Vec::new();
+        if r.cores > 0 {
+            let operator_reserved: Vec<i64> = node
+                .reserved_resources
+                .as_ref()
+                .map(|r| r.cpu.reserved_cpu_cores.clone())
+                .unwrap_or_default();
+            let offered: Vec<i64> = match node.node_resources.as_ref() {
+                Some(nr) if !nr.cpu.reservable_cpu_cores.is_empty() => nr.cpu.reservable_cpu_cores.clone(),
+                Some(nr) => (0..nr.cpu.total_cpu_cores).collect(),
+                None => Vec::new(),
+            };
+            let free: Vec<i64> = offered
+                .into_iter()
+                .filter(|c| !used_cores.contains(c) && !operator_reserved.contains(c))
+                .collect();
+            if (free.len() as i64) < r.cores {
+                return Err(AssignFailure::Cores);
+            }
+            reserved_cores = free.into_iter().take(r.cores as usize).collect();
+            used_cores.extend(reserved_cores.iter().copied());
+        }
+        let mut networks = Vec::new();
+        for ask in &r.networks {
+            networks.push(
+                net_index
+                    .assign_task_network(ask, rng)
+                    .map_err(AssignFailure::Network)?,
+            );
+        }
+        let mut granted_devices = Vec::new();
+        for (ri, d) in r.devices.iter().enumerate() {
+            let accepted: &[DeviceKey] = device_groups
+                .get(ti)
+                .and_then(|t| t.get(ri))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            match devices.assign_where(d, |g| accepted.iter().any(|k| device_key_is(k, g))) {
+                Some(g) => {
+                    claimed.push(g.clone());
+                    granted_devices.push(g);
+                }
+                None => {
+                    return Err(AssignFailure::Device {
+                        task: ti,
+                        request: ri,
+                        name: d.name.clone(),
+                        claimed,
+                    });
+                }
+            }
+        }
+        let cpu_shares = if r.cores > 0 {
+            let per_core = node
+                .node_resources
+                .as_ref()
+                .map(|nr| nr.cpu.cpu_shares / nr.cpu.total_cpu_cores.max(1))
+                .unwrap_or(0);
+            per_core * r.cores
+        } else {
+            r.cpu
+        };
+        tasks.insert(
+            t.name.clone(),
+            AllocatedTaskResources {
+                cpu: AllocatedCpuResources {
+                    cpu_shares,
+                    reserved_cores,
+                },
+                memory: AllocatedMemoryResources {
+                    memory_mb: r.memory_mb + r.secrets_mb.unwrap_or(0),
+                    memory_max_mb: if oversubscription { r.memory_max_mb } else { 0 },
+                },
+                networks,
+                devices: granted_devices,
+            },
+        );
+        lifecycles.insert(t.name.clone(), t.lifecycle.clone());
+    }
+    Ok(AllocatedResources {
+        tasks,
+        task_lifecycles: lifecycles,
+        shared,
+    })
 }

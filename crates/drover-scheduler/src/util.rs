@@ -16,7 +16,7 @@ use crate::state::{Candidate, State};
 /// Ready nodes in the job's datacenters (globs) and node pool, plus the count per datacenter
 /// (`NodesAvailable`) and the pool size (`NodesInPool`). Visits each (datacenter, pool) group
 /// once, not each node.
-pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, BTreeMap<String, i64>, i64) {
+pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, Arc<BTreeMap<String, i64>>, i64) {
     let index = state.candidates();
     let mut ready = Vec::new();
     let mut by_dc = BTreeMap::new();
@@ -35,7 +35,7 @@ pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, BTreeMap<St
         *by_dc.entry(dc.clone()).or_default() += nodes.len() as i64;
         ready.extend(nodes.iter().cloned());
     }
-    (ready, by_dc, in_pool)
+    (ready, Arc::new(by_dc), in_pool)
 }
 
 fn strip_dynamic(nets: &[NetworkResource]) -> Vec<NetworkResource> {
@@ -244,10 +244,12 @@ pub fn fail_unknown_trigger(
 
 /// Adds a placement or in-place update to the plan.
 pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
-    plan.node_allocation
-        .entry(alloc.node_id.clone())
-        .or_default()
-        .push(alloc);
+    // The node's list usually exists already: look it up before copying the key.
+    if let Some(list) = plan.node_allocation.get_mut(&alloc.node_id) {
+        list.push(alloc);
+    } else {
+        plan.node_allocation.insert(alloc.node_id.clone(), vec![alloc]);
+    }
 }
 
 /// A new allocation for a placement the stack chose: pending, desired to run, carrying the

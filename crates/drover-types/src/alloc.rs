@@ -10,6 +10,7 @@
 //! Encoding policy: Nomad omits zero-valued fields of `Allocation` in JSON; we always write them
 //! (every known client accepts both; see `docs/compatibility.md`).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::job::{Job, NetworkResource, TaskLifecycle};
-use crate::serde_util::{empty_map_as_null, empty_vec_as_null};
+use crate::serde_util::{empty_arc_map_as_null, empty_map_as_null, empty_vec_as_null};
 use crate::time::{Nanos, Timestamp, opt_time};
 
 /// Desired statuses.
@@ -329,8 +330,10 @@ pub struct AllocMetric {
     pub nodes_filtered: i64,
     pub nodes_in_pool: i64,
     pub node_pool: String,
-    #[serde(serialize_with = "empty_map_as_null")]
-    pub nodes_available: BTreeMap<String, i64>,
+    /// Ready nodes per datacenter of the job: the same for every placement of an evaluation,
+    /// so the placements share one map.
+    #[serde(serialize_with = "empty_arc_map_as_null")]
+    pub nodes_available: Arc<BTreeMap<String, i64>>,
     #[serde(serialize_with = "empty_map_as_null")]
     pub class_filtered: BTreeMap<String, i64>,
     #[serde(serialize_with = "empty_map_as_null")]
@@ -358,8 +361,10 @@ pub struct AllocMetric {
 pub struct NodeScoreMeta {
     #[serde(rename = "NodeID")]
     pub node_id: String,
+    /// Scorer name → its normalised score. The scheduler's names are static, so a placement
+    /// records them without copying.
     #[serde(serialize_with = "empty_map_as_null")]
-    pub scores: BTreeMap<String, f64>,
+    pub scores: BTreeMap<Cow<'static, str>, f64>,
     pub norm_score: f64,
 }
 

@@ -19,8 +19,8 @@ pub fn empty_vec_as_null<T: Serialize, S: Serializer>(v: &[T], s: S) -> Result<S
 }
 
 /// Writes an empty map as `null`, otherwise as a JSON object.
-pub fn empty_map_as_null<V: Serialize, S: Serializer>(
-    v: &BTreeMap<String, V>,
+pub fn empty_map_as_null<K: Serialize, V: Serialize, S: Serializer>(
+    v: &BTreeMap<K, V>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     if v.is_empty() {
@@ -28,6 +28,14 @@ pub fn empty_map_as_null<V: Serialize, S: Serializer>(
     } else {
         v.serialize(s)
     }
+}
+
+/// [`empty_map_as_null`] for a shared map.
+pub fn empty_arc_map_as_null<K: Serialize, V: Serialize, S: Serializer>(
+    v: &std::sync::Arc<BTreeMap<K, V>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    empty_map_as_null(v, s)
 }
 
 /// Writes an empty string as `null` (used for a few optional identifiers).
