@@ -62,6 +62,8 @@
 //!   (`create_index == 0`, i.e. the plan's new placements): an already-running allocation whose
 //!   GPU later turned unhealthy must not make every future plan on that node fail.
 
+use std::sync::Arc;
+
 use drover_types::alloc::{AllocatedDeviceResource, AllocatedPortMapping};
 use drover_types::job::{NetworkResource, Port, RequestedDevice, TaskLifecycle, UNSET};
 use drover_types::node::NodeDeviceResource;
@@ -615,15 +617,13 @@ fn insert_sorted(v: &mut Vec<u16>, p: u16) -> bool {
     }
 }
 
-/// Host ports in use on a node, built from its reserved ports and existing allocations.
-///
-/// Kept as sorted vectors (node-reserved ranges, strict ports, loose ports): building one costs
-/// a parse of the reserved-ports string and a few inserts, membership is a binary search.
-#[derive(Debug, Clone)]
-pub struct NetworkIndex {
+/// What a node offers for ports, read from the node alone: its reserved ranges, dynamic range,
+/// address and host networks. Computed once per node and version (the scheduler's candidate
+/// index keeps one per ready node) and shared by every [`NetworkIndex`] built on that node, so
+/// ranking does not re-read the node's network description for each placement.
+#[derive(Debug)]
+pub struct NodePorts {
     reserved: Vec<(u16, u16)>,
-    strict: Vec<u16>,
-    loose: Vec<u16>,
     dyn_min: u16,
     dyn_max: u16,
     ip: String,
@@ -633,17 +633,9 @@ pub struct NetworkIndex {
     aliases: Vec<(String, String)>,
 }
 
-/// One port as assigned by the index, before it is shaped into an offer.
-struct Assigned {
-    dynamic: bool,
-    index: usize,
-    value: u16,
-    host_ip: String,
-}
-
-impl NetworkIndex {
-    /// An index holding the node's reserved host ports.
-    pub fn new(node: &Node) -> NetworkIndex {
+impl NodePorts {
+    /// Reads `node`'s network description.
+    pub fn new(node: &Node) -> NodePorts {
         let (dyn_min, dyn_max) = dynamic_range(node);
         let mut ip = String::new();
         let mut device = String::new();
@@ -672,10 +664,8 @@ impl NetworkIndex {
                 }
             }
         }
-        NetworkIndex {
+        NodePorts {
             reserved: node_reserved_ranges(node),
-            strict: Vec::new(),
-            loose: Vec::new(),
             dyn_min,
             dyn_max,
             ip,
@@ -684,17 +674,52 @@ impl NetworkIndex {
             aliases,
         }
     }
+}
+
+/// Host ports in use on a node, built from its reserved ports and existing allocations.
+///
+/// Kept as sorted vectors (strict ports, loose ports) next to the node's shared [`NodePorts`]:
+/// building one costs a few inserts, membership is a binary search.
+#[derive(Debug, Clone)]
+pub struct NetworkIndex {
+    node: Arc<NodePorts>,
+    strict: Vec<u16>,
+    loose: Vec<u16>,
+}
+
+/// One port as assigned by the index, before it is shaped into an offer.
+struct Assigned {
+    dynamic: bool,
+    index: usize,
+    value: u16,
+    host_ip: String,
+}
+
+impl NetworkIndex {
+    /// An index holding the node's reserved host ports.
+    pub fn new(node: &Node) -> NetworkIndex {
+        NetworkIndex::on(Arc::new(NodePorts::new(node)))
+    }
+
+    /// An index over a node's precomputed [`NodePorts`].
+    pub fn on(node: Arc<NodePorts>) -> NetworkIndex {
+        NetworkIndex {
+            node,
+            strict: Vec::new(),
+            loose: Vec::new(),
+        }
+    }
 
     /// Is the port held by anyone (node reservation, strict or loose holder)?
     pub fn is_used(&self, port: u16) -> bool {
-        in_ranges(&self.reserved, port)
+        in_ranges(&self.node.reserved, port)
             || self.strict.binary_search(&port).is_ok()
             || self.loose.binary_search(&port).is_ok()
     }
 
     /// Would a strict (non-`ignore_collision`) claim of `port` collide?
     fn strictly_held(&self, port: u16) -> bool {
-        in_ranges(&self.reserved, port) || self.strict.binary_search(&port).is_ok()
+        in_ranges(&self.node.reserved, port) || self.strict.binary_search(&port).is_ok()
     }
 
     /// Adds allocations' ports (client-terminal allocations are skipped); Err on a collision
@@ -705,7 +730,7 @@ impl NetworkIndex {
                 let p = valid_port(v)?;
                 if ignore {
                     insert_sorted(&mut self.loose, p);
-                } else if in_ranges(&self.reserved, p) || !insert_sorted(&mut self.strict, p) {
+                } else if in_ranges(&self.node.reserved, p) || !insert_sorted(&mut self.strict, p) {
                     return Err(collision(p));
                 }
                 Ok(())
@@ -716,9 +741,10 @@ impl NetworkIndex {
 
     fn host_ip(&self, host_network: &str) -> Result<String, String> {
         if host_network.is_empty() || host_network == "default" {
-            return Ok(self.ip.clone());
+            return Ok(self.node.ip.clone());
         }
-        self.aliases
+        self.node
+            .aliases
             .iter()
             .find(|(a, _)| a == host_network)
             .map(|(_, ip)| ip.clone())
@@ -731,13 +757,13 @@ impl NetworkIndex {
 
     /// A free dynamic port: 20 random picks, then a scan from a random start.
     fn pick_dynamic(&self, pending: &[u16], rng: &mut Rng) -> Option<u16> {
-        if self.dyn_min > self.dyn_max {
+        if self.node.dyn_min > self.node.dyn_max {
             return None;
         }
-        let span = u64::from(self.dyn_max - self.dyn_min) + 1;
+        let span = u64::from(self.node.dyn_max - self.node.dyn_min) + 1;
         let at = |off: u64| -> u16 {
             // off < span ≤ 65535, so the sum stays within dyn_max.
-            self.dyn_min.saturating_add(u16::try_from(off).unwrap_or(0))
+            self.node.dyn_min.saturating_add(u16::try_from(off).unwrap_or(0))
         };
         for _ in 0..DYNAMIC_PORT_RANDOM_TRIES {
             let p = at(rng.below(span));
@@ -804,12 +830,12 @@ impl NetworkIndex {
     /// The offered network: the ask with the node's address and the ports' values filled in.
     fn offer(&self, ask: &NetworkResource, assigned: &[Assigned]) -> NetworkResource {
         let mut offer = ask.clone();
-        offer.ip.clone_from(&self.ip);
+        offer.ip.clone_from(&self.node.ip);
         if offer.device.is_empty() {
-            offer.device.clone_from(&self.device);
+            offer.device.clone_from(&self.node.device);
         }
         if offer.cidr.is_empty() {
-            offer.cidr.clone_from(&self.cidr);
+            offer.cidr.clone_from(&self.node.cidr);
         }
         for a in assigned {
             let list = if a.dynamic {

@@ -189,8 +189,9 @@ impl Run<'_> {
             self.batch,
             Rng::for_eval(&eval.id, state.latest_index()),
         );
-        let (nodes, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
-        stack.set_nodes(nodes, true);
+        let ready = util::ready_nodes(state.as_ref(), &stack_job);
+        let (by_dc, in_pool) = (ready.by_dc.clone(), ready.in_pool);
+        stack.set_nodes(ready.index, ready.positions, true);
 
         // In-place vs destructive, checked on the allocation's own node (§7.4).
         let mut inplace_stack = Stack::new(

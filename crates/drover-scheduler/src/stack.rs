@@ -40,7 +40,7 @@ use crate::feasible::{self, ConstraintChecker};
 use crate::fit::{self, DeviceAllocator, NetworkIndex};
 use crate::rank::{self, SpreadCounts};
 use crate::rng::Rng;
-use crate::state::{Candidate, State};
+use crate::state::{Candidate, CandidateIndex, NodeKey, State};
 use crate::util::FastMap;
 
 /// How many options scoring ≤ 0 the limit iterator sets aside before accepting them.
@@ -87,7 +87,10 @@ pub struct Stack {
     batch: bool,
     spread_algorithm: bool,
     oversubscription: bool,
-    nodes: Vec<Slot>,
+    /// The candidate index this evaluation reads.
+    index: Arc<CandidateIndex>,
+    /// The job's candidates in scan order, materialised as the scans reach them.
+    list: SlotList,
 
     offset: usize,
     /// This pass's placements on nodes outside the candidate list's own records (preferred
@@ -100,11 +103,16 @@ pub struct Stack {
     empty_usage: Arc<NodeUsage>,
     base_limit: usize,
     checker: ConstraintChecker,
-    job_eligibility: FastMap<Arc<str>, bool>,
-    group_eligibility: FastMap<String, FastMap<Arc<str>, bool>>,
-    /// Why a class was found infeasible ("" = job level, else the group), so nodes skipped by
-    /// the cache are reported with the constraint that ruled their class out.
-    ineligible_reasons: FastMap<(String, Arc<str>), String>,
+    /// Class ID → job constraints met ([`UNKNOWN`], [`NO`], [`YES`]).
+    job_eligibility: Vec<u8>,
+    /// Group ID → class ID → group checks met.
+    group_eligibility: Vec<Vec<u8>>,
+    /// Why a class was found infeasible, by (level: [`JOB_LEVEL`] or the group ID, class ID),
+    /// so nodes skipped by the cache are reported with the constraint that ruled them out.
+    ineligible_reasons: FastMap<(u32, u32), String>,
+    /// IDs for classes that are not in the candidate index (candidates built for preferred
+    /// nodes or for the system scheduler's one-node ranking), numbered after the index's.
+    extra_classes: FastMap<Arc<str>, u32>,
     groups: FastMap<String, Arc<GroupInfo>>,
     job_escapes: bool,
     pub(crate) rng: Rng,
@@ -124,13 +132,15 @@ impl Stack {
             batch,
             spread_algorithm: config.scheduler_algorithm == "spread",
             oversubscription: config.memory_oversubscription_enabled,
-            nodes: Vec::new(),
+            index: Arc::new(CandidateIndex::default()),
+            list: SlotList::default(),
             offset: 0,
             base_limit: 2,
             checker: ConstraintChecker::new(),
-            job_eligibility: FastMap::default(),
-            group_eligibility: FastMap::default(),
+            job_eligibility: Vec::new(),
+            group_eligibility: Vec::new(),
             ineligible_reasons: FastMap::default(),
+            extra_classes: FastMap::default(),
             groups: FastMap::default(),
             placed: FastMap::default(),
             last_pick: None,
@@ -143,27 +153,20 @@ impl Stack {
         }
     }
 
-    /// Sets the candidates (shuffled with the evaluation's seed) and the base limit.
-    pub fn set_nodes(&mut self, nodes: Vec<Candidate>, shuffle: bool) {
-        let mut nodes: Vec<Slot> = nodes
-            .into_iter()
-            .map(|cand| Slot {
-                cand,
-                usage: None,
-                feasible_for: 0,
-                placed: Placed::default(),
-            })
-            .collect();
-        if shuffle {
-            self.rng.shuffle(&mut nodes);
-        }
-        let n = nodes.len().max(1);
+    /// Sets the candidates — the nodes at `positions` in `index` — and the base limit. With
+    /// `shuffle` the scan order is a permutation drawn from the evaluation's seed, one step per
+    /// candidate as the scans reach it, so an evaluation that looks at a few nodes of a large
+    /// cluster does not pay for ordering all of them.
+    pub fn set_nodes(&mut self, index: Arc<CandidateIndex>, positions: Vec<u32>, shuffle: bool) {
+        let n = positions.len().max(1);
         self.base_limit = if self.batch {
             2
         } else {
             (usize::BITS - (n - 1).leading_zeros()).max(2) as usize
         };
-        self.nodes = nodes;
+        let order_rng = shuffle.then(|| Rng::new(self.rng.next_u64()));
+        self.list = SlotList::new(positions, order_rng);
+        self.index = index;
         self.offset = 0;
         self.last_pick = None;
     }
@@ -176,12 +179,14 @@ impl Stack {
         let p = match self.last_pick.take() {
             Some((picked, idx))
                 if picked == node
-                    && self
-                        .nodes
-                        .get(idx)
-                        .is_some_and(|s| Arc::as_ptr(&s.cand.node) as usize == node) =>
+                    && self.list.slots.get(idx).is_some_and(|s| {
+                        self.index
+                            .candidates
+                            .get(s.at as usize)
+                            .is_some_and(|c| Arc::as_ptr(&c.node) as usize == node)
+                    }) =>
             {
-                &mut self.nodes[idx].placed
+                &mut self.list.slots[idx].placed
             }
             _ => self.placed.entry(node).or_default(),
         };
@@ -196,7 +201,70 @@ impl Stack {
 
     /// The candidate count.
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.list.len()
+    }
+
+    /// The class ID of a candidate: its index's ID when it comes from an index (only this
+    /// stack's index feeds its candidate list), else looked up by name (and numbered after the
+    /// index's classes when new).
+    fn class_of(&mut self, c: &Candidate) -> u32 {
+        if c.class_id != Candidate::NO_CLASS_ID {
+            return c.class_id;
+        }
+        if let Some(id) = self.index.class_id(&c.class) {
+            return id;
+        }
+        let next = self.index.classes.len() + self.extra_classes.len();
+        *self
+            .extra_classes
+            .entry(c.class.clone())
+            .or_insert_with(|| u32::try_from(next).unwrap_or(Candidate::NO_CLASS_ID - 1))
+    }
+
+    /// Makes sure `list` has slots up to position `upto`. Slots are made [`MATERIALIZE_BATCH`]
+    /// at a time: the batch's positions are drawn first and their candidates touched in a
+    /// tight loop, so the processor fetches those scattered records in parallel instead of
+    /// waiting for each in turn (measured: a cache miss per candidate was a fifth of the
+    /// placement time).
+    fn materialize(&mut self, list: &mut SlotList, upto: usize, cands: &[Candidate]) {
+        if list.slots.len() > upto {
+            return;
+        }
+        let first = list.slots.len();
+        let end = (upto + 1).max(first + MATERIALIZE_BATCH).min(list.order.len());
+        if let Some(rng) = list.shuffle.as_mut() {
+            for k in first..end {
+                let left = (list.order.len() - k) as u64;
+                let j = k + rng.below(left) as usize;
+                list.order.swap(k, j);
+            }
+        }
+        let mut touched = 0i64;
+        for &at in &list.order[first..end] {
+            let c = &cands[at as usize];
+            // One field on each cache line of the record (ID, capacity, the rest).
+            touched = touched
+                .wrapping_add(c.max_allocs)
+                .wrapping_add(i64::from(c.class_id))
+                .wrapping_add(c.capacity.disk_mb)
+                .wrapping_add(c.id.len() as i64);
+        }
+        std::hint::black_box(touched);
+        for k in first..end {
+            let at = list.order[k];
+            let c = &cands[at as usize];
+            let class = self.class_of(c);
+            list.slots.push(Slot {
+                at,
+                class,
+                id: c.id.clone(),
+                capacity: c.capacity,
+                max_allocs: c.max_allocs,
+                usage: None,
+                feasible_for: 0,
+                placed: Placed::default(),
+            });
+        }
     }
 
     /// Facts about a group computed once per evaluation.
@@ -280,22 +348,17 @@ impl Stack {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
         if !opts.preferred_nodes.is_empty() {
-            let mut preferred: Vec<Slot> = opts
-                .preferred_nodes
-                .iter()
-                .cloned()
-                .map(|n| Slot {
-                    cand: Candidate::new(n),
-                    usage: None,
-                    feasible_for: 0,
-                    placed: Placed::default(),
-                })
-                .collect();
+            let cands: Vec<Candidate> = opts.preferred_nodes.iter().cloned().map(Candidate::new).collect();
+            let mut preferred = SlotList::new(
+                (0..cands.len()).filter_map(|i| u32::try_from(i).ok()).collect(),
+                None,
+            );
             let found = self.scan(
                 state,
                 plan,
                 tg,
                 opts,
+                &cands,
                 &mut preferred,
                 usize::MAX,
                 &spreads,
@@ -308,28 +371,27 @@ impl Stack {
             }
         }
         let limit = self.limit_for(tg);
-        let mut nodes = std::mem::take(&mut self.nodes);
+        let index = self.index.clone();
+        let mut list = std::mem::take(&mut self.list);
         let start = self.offset;
-        let (found, examined) = {
-            let mut examined = 0;
-            let found = self.scan_counting(
-                state,
-                plan,
-                tg,
-                opts,
-                &mut nodes,
-                start,
-                limit,
-                &spreads,
-                &mut metrics,
-                &mut examined,
-            );
-            (found, examined)
-        };
-        if !nodes.is_empty() {
-            self.offset = (start + examined) % nodes.len();
+        let mut examined = 0;
+        let found = self.scan_counting(
+            state,
+            plan,
+            tg,
+            opts,
+            &index.candidates,
+            &mut list,
+            start,
+            limit,
+            &spreads,
+            &mut metrics,
+            &mut examined,
+        );
+        if list.len() > 0 {
+            self.offset = (start + examined) % list.len();
         }
-        self.nodes = nodes;
+        self.list = list;
         (found, metrics)
     }
 
@@ -344,13 +406,9 @@ impl Stack {
     ) -> (Option<RankedNode>, AllocMetric) {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
-        let mut one = [Slot {
-            cand: Candidate::new(node),
-            usage: None,
-            feasible_for: 0,
-            placed: Placed::default(),
-        }];
-        let found = self.scan(state, plan, tg, opts, &mut one, 1, &spreads, &mut metrics);
+        let cands = [Candidate::new(node)];
+        let mut one = SlotList::new(vec![0], None);
+        let found = self.scan(state, plan, tg, opts, &cands, &mut one, 1, &spreads, &mut metrics);
         self.last_pick = None;
         (found, metrics)
     }
@@ -362,7 +420,8 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &mut [Slot],
+        cands: &[Candidate],
+        nodes: &mut SlotList,
         limit: usize,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
@@ -373,6 +432,7 @@ impl Stack {
             plan,
             tg,
             opts,
+            cands,
             nodes,
             0,
             limit,
@@ -389,7 +449,8 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         opts: &SelectOptions,
-        nodes: &mut [Slot],
+        cands: &[Candidate],
+        nodes: &mut SlotList,
         start: usize,
         limit: usize,
         spreads: &[SpreadCtx],
@@ -403,14 +464,14 @@ impl Stack {
             // not count the same nodes twice.
             let before = metrics.clone();
             match self.scan_fast(
-                state, plan, tg, &info, opts, nodes, start, limit, spreads, metrics, examined,
+                state, plan, tg, &info, opts, cands, nodes, start, limit, spreads, metrics, examined,
             ) {
                 FastOutcome::Done(found) => return found,
                 FastOutcome::Fallback => {
                     *metrics = before;
                     *examined = 0;
                     return self.scan_counting(
-                        state, plan, tg, opts, nodes, start, limit, spreads, metrics, examined,
+                        state, plan, tg, opts, cands, nodes, start, limit, spreads, metrics, examined,
                     );
                 }
             }
@@ -418,13 +479,16 @@ impl Stack {
         let mut options = Options::new(limit);
         let mut i = 0;
         while i < n && !options.full() {
-            let cand = &nodes[(start + i) % n].cand;
+            let k = (start + i) % n;
             i += 1;
             metrics.nodes_evaluated += 1;
-            if !self.feasible(&cand.node, &cand.class, tg, &info, metrics) {
+            self.materialize(nodes, k, cands);
+            let slot = &nodes.slots[k];
+            let cand = &cands[slot.at as usize];
+            if !self.feasible(cand, slot.class, tg, &info, metrics) {
                 continue;
             }
-            let Some(ranked) = self.rank(state, plan, tg, &cand.node, opts, spreads, metrics) else {
+            let Some(ranked) = self.rank(state, plan, tg, cand, opts, spreads, metrics) else {
                 continue;
             };
             options.offer(ranked.final_score, ranked);
@@ -451,7 +515,8 @@ impl Stack {
         tg: &TaskGroup,
         info: &Arc<GroupInfo>,
         opts: &SelectOptions,
-        nodes: &mut [Slot],
+        cands: &[Candidate],
+        nodes: &mut SlotList,
         start: usize,
         limit: usize,
         spreads: &[SpreadCtx],
@@ -465,10 +530,13 @@ impl Stack {
             let idx = (start + i) % n;
             i += 1;
             metrics.nodes_evaluated += 1;
-            let slot = &mut nodes[idx];
+            self.materialize(nodes, idx, cands);
+            let slot = &mut nodes.slots[idx];
+            // A reference only: the candidate's record is read when a check needs the node.
+            let cand = &cands[slot.at as usize];
             let tg_key = tg as *const TaskGroup as usize;
             if slot.feasible_for != tg_key {
-                if !self.feasible(&slot.cand.node, &slot.cand.class, tg, info, metrics) {
+                if !self.feasible(cand, slot.class, tg, info, metrics) {
                     continue;
                 }
                 if !info.escapes && !info.has_volumes && !self.job_escapes {
@@ -476,7 +544,7 @@ impl Stack {
                 }
             }
             let Some((scores, final_score)) =
-                self.fast_rank(state, plan, tg, info, slot, opts, spreads, metrics)
+                self.fast_rank(state, plan, tg, info, cand, slot, opts, spreads, metrics)
             else {
                 continue;
             };
@@ -491,7 +559,7 @@ impl Stack {
         let options = options.finish();
         let scored: Vec<ScoredRef<'_>> = options
             .iter()
-            .map(|o| (nodes[o.idx].cand.id.as_str(), o.scores.as_slice(), o.final_score))
+            .map(|o| (nodes.slots[o.idx].id.as_str(), o.scores.as_slice(), o.final_score))
             .collect();
         record_scores(metrics, &scored);
         // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
@@ -499,10 +567,10 @@ impl Stack {
         let Some(best) = best_index(&options, |o| o.final_score) else {
             return FastOutcome::Done(None);
         };
-        let node = nodes[options[best].idx].cand.node.clone();
-        match self.rank(state, plan, tg, &node, opts, spreads, metrics) {
+        let cand = &cands[nodes.slots[options[best].idx].at as usize];
+        match self.rank(state, plan, tg, cand, opts, spreads, metrics) {
             Some(full) => {
-                self.last_pick = Some((Arc::as_ptr(&node) as usize, options[best].idx));
+                self.last_pick = Some((Arc::as_ptr(&cand.node) as usize, options[best].idx));
                 FastOutcome::Done(Some(full))
             }
             None => {
@@ -526,15 +594,17 @@ impl Stack {
         plan: &Plan,
         tg: &TaskGroup,
         info: &GroupInfo,
+        cand: &Candidate,
         slot: &mut Slot,
         opts: &SelectOptions,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
     ) -> Option<(ScoreList, f64)> {
         if slot.usage.is_none() {
-            slot.usage = Some(self.compute_usage(state, slot.cand.id.as_str()));
+            slot.usage = Some(self.compute_usage(state, slot.id.as_str()));
         }
-        let cand = &slot.cand;
+        let slot = &*slot;
+        // `cand` (the node) is read only on the paths that need more than the slot holds.
         let node = &cand.node;
         let job: &Job = &self.job;
         let empty = NodeUsage { allocs: Vec::new() };
@@ -543,12 +613,12 @@ impl Stack {
         let stops = if plan.node_update.is_empty() {
             None
         } else {
-            plan.node_update.get(cand.id.as_str())
+            plan.node_update.get(slot.id.as_str())
         };
         let preempted = if plan.node_preemptions.is_empty() {
             None
         } else {
-            plan.node_preemptions.get(cand.id.as_str())
+            plan.node_preemptions.get(slot.id.as_str())
         };
         let gone = |id: &str| {
             stops.is_some_and(|v| v.iter().any(|a| a.id == id))
@@ -610,11 +680,11 @@ impl Stack {
             }
             *metrics.dimension_exhausted.entry(dim.to_string()).or_default() += 1;
         };
-        if cand.max_allocs > 0 && count > cand.max_allocs {
+        if slot.max_allocs > 0 && count > slot.max_allocs {
             exhausted("max allocs", metrics);
             return None;
         }
-        if let Some(dim) = cand.capacity.superset(&used) {
+        if let Some(dim) = slot.capacity.superset(&used) {
             exhausted(dim, metrics);
             return None;
         }
@@ -623,10 +693,10 @@ impl Stack {
             job,
             self.spread_algorithm,
             tg,
-            node,
+            cand,
             opts,
             spreads,
-            &cand.capacity,
+            &slot.capacity,
             &used,
             collisions,
             &[],
@@ -637,10 +707,10 @@ impl Stack {
 
     /// A node filtered by a cached class decision: reported with the reason its class was
     /// ruled out (Nomad says only "computed class ineligible").
-    fn class_filtered(&self, level: &str, class: &Arc<str>, node: &Node, metrics: &mut AllocMetric) {
+    fn class_filtered(&self, level: u32, class: u32, node: &Node, metrics: &mut AllocMetric) {
         let reason = self
             .ineligible_reasons
-            .get(&(level.to_string(), class.clone()))
+            .get(&(level, class))
             .cloned()
             .unwrap_or_else(|| "computed class ineligible".into());
         Self::filter(&node.node_class, reason, metrics);
@@ -656,44 +726,45 @@ impl Stack {
         *metrics.constraint_filtered.entry(reason).or_default() += 1;
     }
 
-    /// Feasibility with class caching (see the module docs).
+    /// Feasibility with class caching (see the module docs). `class` is the candidate's class
+    /// ID ([`Self::class_of`]); the node itself is read only when the cache cannot answer.
     fn feasible(
         &mut self,
-        node: &Node,
-        class: &Arc<str>,
+        cand: &Candidate,
+        class: u32,
         tg: &TaskGroup,
         info: &GroupInfo,
         metrics: &mut AllocMetric,
     ) -> bool {
-        // `class` is cloned only when a cache entry is written.
+        let ci = class as usize;
         // Job-level constraints.
         let cached = if self.job_escapes {
-            None
+            UNKNOWN
         } else {
-            self.job_eligibility.get(&**class).copied()
+            self.job_eligibility.get(ci).copied().unwrap_or(UNKNOWN)
         };
         match cached {
-            Some(false) => {
-                self.class_filtered("", class, node, metrics);
+            NO => {
+                self.class_filtered(JOB_LEVEL, class, &cand.node, metrics);
                 return false;
             }
-            Some(true) => {}
-            None => {
+            YES => {}
+            _ => {
+                let node = &cand.node;
                 let job = self.job.clone();
                 for c in job.constraints.iter().filter(|c| !is_distinct(c)) {
                     if !self.checker.check(node, c) {
                         if !self.job_escapes {
-                            self.job_eligibility.insert(class.clone(), false);
-                            self.class_eligibility.insert(class.to_string(), false);
-                            self.ineligible_reasons
-                                .insert((String::new(), class.clone()), c.to_string());
+                            set_flag(&mut self.job_eligibility, ci, NO);
+                            self.class_eligibility.insert(cand.class.to_string(), false);
+                            self.ineligible_reasons.insert((JOB_LEVEL, class), c.to_string());
                         }
                         Self::filter(&node.node_class, c.to_string(), metrics);
                         return false;
                     }
                 }
                 if !self.job_escapes {
-                    self.job_eligibility.insert(class.clone(), true);
+                    set_flag(&mut self.job_eligibility, ci, YES);
                 }
             }
         }
@@ -701,36 +772,38 @@ impl Stack {
         if info.escapes {
             self.escaped = true;
         }
+        let gi = info.id as usize;
         let cached = if info.escapes {
-            None
+            UNKNOWN
         } else {
             self.group_eligibility
-                .get(tg.name.as_str())
-                .and_then(|m| m.get(&*class))
+                .get(gi)
+                .and_then(|m| m.get(ci))
                 .copied()
+                .unwrap_or(UNKNOWN)
         };
         match cached {
-            Some(false) => {
-                self.class_filtered(&tg.name, class, node, metrics);
+            NO => {
+                self.class_filtered(info.id, class, &cand.node, metrics);
                 return false;
             }
-            Some(true) => {}
-            None => {
+            YES => {}
+            _ => {
+                let node = &cand.node;
                 let constraints: Vec<&Constraint> = info.constraints.iter().collect();
                 let reason = self.group_check(node, tg, &constraints);
                 let ok = reason.is_none();
                 if !info.escapes {
-                    self.group_eligibility
-                        .entry(tg.name.clone())
-                        .or_default()
-                        .insert(class.clone(), ok);
-                    let e = self.class_eligibility.entry(class.to_string()).or_insert(ok);
+                    if self.group_eligibility.len() <= gi {
+                        self.group_eligibility.resize(gi + 1, Vec::new());
+                    }
+                    set_flag(&mut self.group_eligibility[gi], ci, if ok { YES } else { NO });
+                    let e = self.class_eligibility.entry(cand.class.to_string()).or_insert(ok);
                     *e = *e || ok;
                 }
                 if let Some(reason) = reason {
                     if !info.escapes {
-                        self.ineligible_reasons
-                            .insert((tg.name.clone(), class.clone()), reason.clone());
+                        self.ineligible_reasons.insert((info.id, class), reason.clone());
                     }
                     Self::filter(&node.node_class, reason, metrics);
                     return false;
@@ -738,9 +811,9 @@ impl Stack {
             }
         }
         // Availability (never cached).
-        if info.has_volumes && !feasible::host_volumes_ok(node, tg) {
+        if info.has_volumes && !feasible::host_volumes_ok(&cand.node, tg) {
             Self::filter(
-                &node.node_class,
+                &cand.node.node_class,
                 "missing compatible host volumes".into(),
                 metrics,
             );
@@ -862,11 +935,12 @@ impl Stack {
         state: &dyn State,
         plan: &Plan,
         tg: &TaskGroup,
-        node: &Arc<Node>,
+        cand: &Candidate,
         opts: &SelectOptions,
         spreads: &[SpreadCtx],
         metrics: &mut AllocMetric,
     ) -> Option<RankedNode> {
+        let node = &cand.node;
         let job = self.job.clone();
         let existing = state.allocs_by_node(&node.id);
         let stops: Vec<&str> = plan
@@ -967,7 +1041,7 @@ impl Stack {
                 &filtered
             };
             let failure = match assign_resources(
-                node,
+                cand,
                 tg,
                 remaining,
                 self.oversubscription,
@@ -1105,7 +1179,7 @@ impl Stack {
             &job,
             self.spread_algorithm,
             tg,
-            node,
+            cand,
             opts,
             spreads,
             &capacity,
@@ -1145,16 +1219,68 @@ struct GroupInfo {
 /// (node ID, each scorer's share, final score) of one ranked option, for the metrics.
 type ScoredRef<'a> = (&'a str, &'a [(&'static str, f64)], f64);
 
-/// A candidate and, once looked at, its live allocations in the snapshot.
+/// A candidate in scan order: what the scan reads of it, copied from its [`Candidate`] when
+/// the scan first reaches it (consecutive slots are consecutive in memory; the candidates
+/// themselves are in node order), and what the evaluation learned about it.
 #[derive(Debug, Clone)]
 struct Slot {
-    cand: Candidate,
+    /// Position of the candidate in the list being scanned.
+    at: u32,
+    /// Class ID ([`Stack::class_of`]).
+    class: u32,
+    id: NodeKey,
+    capacity: fit::Comparable,
+    max_allocs: i64,
+    /// Its live allocations in the snapshot, once looked at.
     usage: Option<Arc<NodeUsage>>,
     /// The group (by address) this node was last found feasible for, when that answer cannot
     /// change within the evaluation (no unique.* constraints, no volumes).
     feasible_for: usize,
     /// This pass's placements on the node, when chosen from the candidate list.
     placed: Placed,
+}
+
+/// The candidates of one scan list in scan order. Slots are created as scans reach them
+/// ([`Stack::materialize`]); with a shuffle, position `k`'s candidate is drawn when slot `k` is
+/// created (one Fisher–Yates step), which gives the same distribution as shuffling up front.
+#[derive(Debug, Default)]
+struct SlotList {
+    /// Candidate positions: the first `slots.len()` in scan order, the rest not drawn yet.
+    order: Vec<u32>,
+    slots: Vec<Slot>,
+    /// Draws the order; `None` keeps `order` as given.
+    shuffle: Option<Rng>,
+}
+
+impl SlotList {
+    fn new(order: Vec<u32>, shuffle: Option<Rng>) -> Self {
+        SlotList {
+            slots: Vec::with_capacity(order.len().min(1024)),
+            order,
+            shuffle,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+}
+
+/// Slots made at once by [`Stack::materialize`].
+const MATERIALIZE_BATCH: usize = 32;
+
+/// Eligibility cache values.
+const UNKNOWN: u8 = 0;
+const NO: u8 = 1;
+const YES: u8 = 2;
+/// The "level" of a job-level ineligibility reason (group levels use the group ID).
+const JOB_LEVEL: u32 = u32::MAX;
+
+fn set_flag(flags: &mut Vec<u8>, at: usize, value: u8) {
+    if flags.len() <= at {
+        flags.resize(at + 1, UNKNOWN);
+    }
+    flags[at] = value;
 }
 
 /// Up to six (scorer, score) pairs without a heap allocation.
@@ -1296,7 +1422,7 @@ fn score_node(
     job: &Job,
     spread_algorithm: bool,
     tg: &TaskGroup,
-    node: &Arc<Node>,
+    cand: &Candidate,
     opts: &SelectOptions,
     spreads: &[SpreadCtx],
     capacity: &fit::Comparable,
@@ -1316,7 +1442,7 @@ fn score_node(
     if let Some(s) = rank::anti_affinity(collisions, tg.count) {
         scores.push(("job-anti-affinity", s));
     }
-    if !opts.penalty_nodes.is_empty() && opts.penalty_nodes.contains(&node.id) {
+    if !opts.penalty_nodes.is_empty() && opts.penalty_nodes.contains(cand.id.as_str()) {
         scores.push(("node-reschedule-penalty", -1.0));
     }
     let has_affinities = !job.affinities.is_empty()
@@ -1331,7 +1457,7 @@ fn score_node(
             .collect();
         let matches: Vec<(bool, i64)> = affinities
             .iter()
-            .map(|a| (checker.matches_affinity(node, a), a.weight))
+            .map(|a| (checker.matches_affinity(&cand.node, a), a.weight))
             .collect();
         if let Some(s) = rank::affinity_score(&matches) {
             scores.push(("node-affinity", s));
@@ -1341,7 +1467,7 @@ fn score_node(
         let mut total = 0.0;
         let mut lowest = -1.0;
         for s in spreads {
-            let value = feasible::resolve_target(&s.attribute, node);
+            let value = feasible::resolve_target(&s.attribute, &cand.node);
             total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
         }
         if total != 0.0 {
@@ -1461,14 +1587,15 @@ impl AssignFailure {
 /// instances and reserved cores on `node`, next to `proposed` (the allocations that stay), and
 /// its CPU and memory per task. Scalar capacity is not checked here (`fit::allocs_fit` does).
 fn assign_resources(
-    node: &Node,
+    cand: &Candidate,
     tg: &TaskGroup,
     proposed: &[&Allocation],
     oversubscription: bool,
     device_groups: &[Vec<Vec<DeviceKey>>],
     rng: &mut Rng,
 ) -> Result<AllocatedResources, AssignFailure> {
-    let mut net_index = NetworkIndex::new(node);
+    let node: &Node = &cand.node;
+    let mut net_index = NetworkIndex::on(cand.ports.clone());
     net_index.add_allocs(proposed).map_err(AssignFailure::Existing)?;
     let mut shared = AllocatedSharedResources {
         disk_mb: tg.ephemeral_disk.as_ref().map(|d| d.size_mb).unwrap_or(0),
@@ -1581,4 +1708,89 @@ fn assign_resources(
         task_lifecycles: lifecycles,
         shared,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drover_types::node::{NodeCpuResources, NodeMemoryResources, NodeResources, node_status};
+
+    fn index(n: usize) -> Arc<CandidateIndex> {
+        let nodes = (0..n).map(|i| {
+            Arc::new(Node {
+                id: format!("node-{i:04}"),
+                datacenter: "dc1".into(),
+                status: node_status::READY.into(),
+                scheduling_eligibility: "eligible".into(),
+                computed_class: if i % 2 == 0 { "v1:a".into() } else { "v1:b".into() },
+                node_resources: Some(NodeResources {
+                    cpu: NodeCpuResources {
+                        cpu_shares: 1000,
+                        ..Default::default()
+                    },
+                    memory: NodeMemoryResources { memory_mb: 1024 },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        });
+        Arc::new(CandidateIndex::build(nodes))
+    }
+
+    fn scan_order(seed: u64, n: usize, upto: usize) -> Vec<u32> {
+        let mut stack = Stack::new(
+            Arc::new(Job::default()),
+            &SchedulerConfiguration::default(),
+            false,
+            Rng::new(seed),
+        );
+        let index = index(n);
+        stack.set_nodes(index.clone(), (0..n as u32).collect(), true);
+        let mut list = std::mem::take(&mut stack.list);
+        stack.materialize(&mut list, upto, &index.candidates);
+        list.slots.iter().map(|s| s.at).collect()
+    }
+
+    #[test]
+    fn the_lazy_shuffle_is_a_seeded_permutation_drawn_in_batches() {
+        let n = 100;
+        // Asking for position 0 draws one batch; asking for the last draws the rest.
+        assert_eq!(scan_order(7, n, 0).len(), MATERIALIZE_BATCH);
+        let all = scan_order(7, n, n - 1);
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            (0..n as u32).collect::<Vec<_>>(),
+            "every candidate exactly once"
+        );
+        assert_ne!(all, sorted, "shuffled");
+        assert_eq!(all, scan_order(7, n, n - 1), "same seed, same order");
+        assert_ne!(all, scan_order(8, n, n - 1), "another seed, another order");
+        // Drawing in several steps gives the order drawn at once.
+        assert_eq!(scan_order(7, n, 40)[..], all[..scan_order(7, n, 40).len()]);
+    }
+
+    #[test]
+    fn slots_carry_the_candidates_index_class_ids() {
+        let index = index(4);
+        let mut stack = Stack::new(
+            Arc::new(Job::default()),
+            &SchedulerConfiguration::default(),
+            false,
+            Rng::new(1),
+        );
+        stack.set_nodes(index.clone(), vec![0, 1, 2, 3], false);
+        let mut list = std::mem::take(&mut stack.list);
+        stack.materialize(&mut list, 3, &index.candidates);
+        let classes: Vec<u32> = list.slots.iter().map(|s| s.class).collect();
+        assert_eq!(classes, vec![0, 1, 0, 1]);
+        // A candidate built outside the index gets the index's ID for a known class and a new
+        // one after the index's for an unknown class.
+        let outside = Candidate::new(index.candidates[1].node.clone());
+        assert_eq!(stack.class_of(&outside), 1);
+        let mut other = (*index.candidates[0].node).clone();
+        other.computed_class = "v1:c".into();
+        assert_eq!(stack.class_of(&Candidate::new(Arc::new(other))), 2);
+    }
 }

@@ -122,6 +122,11 @@ pub struct Candidate {
     pub id: NodeKey,
     /// Its computed class (`Node.ComputedClass`, or computed when empty).
     pub class: Arc<str>,
+    /// `class`'s position in [`CandidateIndex::classes`]; [`Candidate::NO_CLASS_ID`] for a
+    /// candidate built outside an index.
+    pub class_id: u32,
+    /// Its ports as ranking reads them (reserved ranges, dynamic range, addresses).
+    pub ports: Arc<crate::fit::NodePorts>,
     /// Capacity minus operator reservations.
     pub capacity: crate::fit::Comparable,
     /// `Node.NodeMaxAllocs` (0 = no limit).
@@ -161,6 +166,19 @@ impl NodeKey {
         }
     }
 
+    /// The ID's length in bytes.
+    pub fn len(&self) -> usize {
+        match self {
+            NodeKey::Inline { len, .. } => usize::from(*len),
+            NodeKey::Heap(s) => s.len(),
+        }
+    }
+
+    /// Whether the ID is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The ID.
     pub fn as_str(&self) -> &str {
         match self {
@@ -180,6 +198,9 @@ impl std::fmt::Debug for NodeKey {
 }
 
 impl Candidate {
+    /// The class ID of a candidate that is not part of a [`CandidateIndex`].
+    pub const NO_CLASS_ID: u32 = u32::MAX;
+
     /// Builds the record for a node.
     pub fn new(node: Arc<Node>) -> Self {
         let class: Arc<str> = if node.computed_class.is_empty() {
@@ -191,8 +212,10 @@ impl Candidate {
         let max_allocs = node.node_max_allocs;
         Candidate {
             id: NodeKey::new(&node.id),
+            ports: Arc::new(crate::fit::NodePorts::new(&node)),
             node,
             class,
+            class_id: Self::NO_CLASS_ID,
             capacity,
             max_allocs,
         }
@@ -200,13 +223,18 @@ impl Candidate {
 }
 
 /// Ready nodes grouped by (datacenter, node pool), and node counts per pool: what a scheduler
-/// needs to find its candidates without visiting every node of the cluster.
+/// needs to find its candidates without visiting every node of the cluster. Built once per
+/// version of the node table and shared by every evaluation that reads that version.
 #[derive(Debug, Clone, Default)]
 pub struct CandidateIndex {
-    /// (datacenter, pool) → ready nodes, in node ID order.
-    pub groups: Vec<((String, String), Vec<Candidate>)>,
+    /// Every ready node; the nodes of one (datacenter, pool) are contiguous, in node ID order.
+    pub candidates: Vec<Candidate>,
+    /// (datacenter, pool) → its range of `candidates`.
+    pub groups: Vec<((String, String), std::ops::Range<usize>)>,
     /// pool → number of nodes in it (any status).
     pub pool_sizes: std::collections::BTreeMap<String, i64>,
+    /// The distinct computed classes; [`Candidate::class_id`] indexes this.
+    pub classes: Vec<Arc<str>>,
 }
 
 impl CandidateIndex {
@@ -215,7 +243,8 @@ impl CandidateIndex {
         let mut groups: std::collections::BTreeMap<(String, String), Vec<Candidate>> = Default::default();
         let mut pool_sizes: std::collections::BTreeMap<String, i64> = Default::default();
         // Nodes of one class share one class string, which keeps it hot in the cache.
-        let mut classes: std::collections::HashMap<String, Arc<str>> = Default::default();
+        let mut class_ids: std::collections::HashMap<Arc<str>, u32> = Default::default();
+        let mut classes: Vec<Arc<str>> = Vec::new();
         for n in nodes {
             let pool = if n.node_pool.is_empty() {
                 "default".to_string()
@@ -225,20 +254,42 @@ impl CandidateIndex {
             *pool_sizes.entry(pool.clone()).or_default() += 1;
             if n.ready() {
                 let mut c = Candidate::new(n);
-                let shared = classes
-                    .entry(c.class.to_string())
-                    .or_insert_with(|| c.class.clone());
-                c.class = shared.clone();
+                let next = u32::try_from(classes.len()).unwrap_or(Candidate::NO_CLASS_ID);
+                let id = *class_ids.entry(c.class.clone()).or_insert_with(|| {
+                    classes.push(c.class.clone());
+                    next
+                });
+                c.class = classes.get(id as usize).cloned().unwrap_or(c.class);
+                c.class_id = id;
                 groups
                     .entry((c.node.datacenter.clone(), pool))
                     .or_default()
                     .push(c);
             }
         }
+        let mut candidates = Vec::new();
+        let groups = groups
+            .into_iter()
+            .map(|(key, nodes)| {
+                let start = candidates.len();
+                candidates.extend(nodes);
+                (key, start..candidates.len())
+            })
+            .collect();
         CandidateIndex {
-            groups: groups.into_iter().collect(),
+            candidates,
+            groups,
             pool_sizes,
+            classes,
         }
+    }
+
+    /// The class ID of `class` in this index.
+    pub fn class_id(&self, class: &str) -> Option<u32> {
+        self.classes
+            .iter()
+            .position(|c| &**c == class)
+            .and_then(|i| u32::try_from(i).ok())
     }
 }
 

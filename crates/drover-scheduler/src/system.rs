@@ -312,7 +312,8 @@ fn pass(
     });
     let allocs = state.allocs_by_job(&eval.namespace, &eval.job_id);
     let tainted = reconcile::tainted_nodes(&allocs, &|id| state.node(id));
-    let (eligible, by_dc, in_pool) = util::ready_nodes(state.as_ref(), &stack_job);
+    let ready = util::ready_nodes(state.as_ref(), &stack_job);
+    let (by_dc, in_pool) = (ready.by_dc.clone(), ready.in_pool);
     let not_ready: BTreeSet<String> = state
         .nodes()
         .into_iter()
@@ -347,7 +348,7 @@ fn pass(
         job_id: eval.job_id.clone(),
         namespace: eval.namespace.clone(),
         sysbatch,
-        eligible_nodes: eligible.iter().map(|c| c.node.clone()).collect(),
+        eligible_nodes: ready.nodes().cloned().collect(),
         not_ready_nodes: not_ready,
         tainted,
         existing: allocs,

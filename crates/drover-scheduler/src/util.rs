@@ -6,19 +6,19 @@ use std::sync::Arc;
 use drover_types::alloc::{AllocMetric, client_status, desired_status};
 use drover_types::eval::DesiredUpdates;
 use drover_types::job::{NetworkResource, Task, TaskGroup};
-use drover_types::{Allocation, Evaluation, Job, Plan};
+use drover_types::{Allocation, Evaluation, Job, Node, Plan};
 use serde_json::Value;
 
 use crate::feasible;
 use crate::stack::RankedNode;
-use crate::state::{Candidate, State};
+use crate::state::{CandidateIndex, State};
 
-/// Ready nodes in the job's datacenters (globs) and node pool, plus the count per datacenter
-/// (`NodesAvailable`) and the pool size (`NodesInPool`). Visits each (datacenter, pool) group
-/// once, not each node.
-pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, Arc<BTreeMap<String, i64>>, i64) {
+/// The ready nodes in the job's datacenters (globs) and node pool: the candidate index and the
+/// positions of those nodes in it; plus the count per datacenter (`NodesAvailable`) and the
+/// pool size (`NodesInPool`). Visits each (datacenter, pool) group once, not each node.
+pub fn ready_nodes(state: &dyn State, job: &Job) -> ReadyNodes {
     let index = state.candidates();
-    let mut ready = Vec::new();
+    let mut positions = Vec::new();
     let mut by_dc = BTreeMap::new();
     let mut in_pool = 0;
     for (pool, n) in &index.pool_sizes {
@@ -26,16 +26,44 @@ pub fn ready_nodes(state: &dyn State, job: &Job) -> (Vec<Candidate>, Arc<BTreeMa
             in_pool += n;
         }
     }
-    for ((dc, pool), nodes) in &index.groups {
+    for ((dc, pool), range) in &index.groups {
         if !feasible::node_pool_matches(&job.node_pool, pool)
             || !feasible::datacenter_matches(&job.datacenters, dc)
         {
             continue;
         }
-        *by_dc.entry(dc.clone()).or_default() += nodes.len() as i64;
-        ready.extend(nodes.iter().cloned());
+        *by_dc.entry(dc.clone()).or_default() += range.len() as i64;
+        positions.extend(range.clone().filter_map(|i| u32::try_from(i).ok()));
     }
-    (ready, Arc::new(by_dc), in_pool)
+    ReadyNodes {
+        index,
+        positions,
+        by_dc: Arc::new(by_dc),
+        in_pool,
+    }
+}
+
+/// What [`ready_nodes`] found.
+#[derive(Debug)]
+pub struct ReadyNodes {
+    /// The state's candidate index.
+    pub index: Arc<CandidateIndex>,
+    /// Positions in `index.candidates` of the job's ready nodes.
+    pub positions: Vec<u32>,
+    /// Ready nodes per datacenter.
+    pub by_dc: Arc<BTreeMap<String, i64>>,
+    /// Nodes in the job's pool (any status).
+    pub in_pool: i64,
+}
+
+impl ReadyNodes {
+    /// The nodes themselves.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.positions
+            .iter()
+            .filter_map(|&p| self.index.candidates.get(p as usize))
+            .map(|c| &c.node)
+    }
 }
 
 fn strip_dynamic(nets: &[NetworkResource]) -> Vec<NetworkResource> {
