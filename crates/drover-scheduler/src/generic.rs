@@ -191,6 +191,7 @@ impl Run<'_> {
         );
         let ready = util::ready_nodes(state.as_ref(), &stack_job);
         let (by_dc, in_pool) = (ready.by_dc.clone(), ready.in_pool);
+        let index = ready.index.clone();
         stack.set_nodes(ready.index, ready.positions, true);
 
         // In-place vs destructive, checked on the allocation's own node (§7.4).
@@ -200,6 +201,7 @@ impl Run<'_> {
             self.batch,
             Rng::for_eval(&eval.id, state.latest_index()),
         );
+        inplace_stack.set_index(index);
         let update_job = stack_job.clone();
         let mut update_fn = |existing: &Allocation, _new_job: &Job, tg: &TaskGroup| -> UpdateType {
             util::update_type(state.as_ref(), &mut inplace_stack, &update_job, existing, tg)
@@ -265,7 +267,8 @@ impl Run<'_> {
         }
 
         let mut desired = results.desired_tg_updates.clone();
-        let mut new_ids: HashSet<String> = HashSet::new();
+        // IDs come from the evaluation's own generator: a fast hash is safe here.
+        let mut new_ids: crate::util::FastMap<String, ()> = Default::default();
         if let Some(job) = job.as_ref().filter(|j| !j.stop) {
             let work: Vec<(&PlacementRequest, bool)> = results
                 .destructive_update
@@ -299,7 +302,7 @@ impl Run<'_> {
                         self.queued.insert(tg.name.clone(), 1);
                     }
                 }
-                if failed_groups.contains(&tg.name) {
+                if !failed_groups.is_empty() && failed_groups.contains(&tg.name) {
                     if let Some(m) = self.failed.get_mut(&tg.name) {
                         m.coalesced_failures += 1;
                     }
@@ -398,7 +401,7 @@ impl Run<'_> {
                         desired.entry(tg.name.clone()).or_default(),
                     );
                 }
-                new_ids.insert(id);
+                new_ids.insert(id, ());
                 stack.record_placement(&option, tg);
                 util::plan_alloc(&mut plan, alloc);
             }
@@ -453,11 +456,12 @@ impl Run<'_> {
         if plan.is_no_op() && !eval.annotate_plan {
             return Ok((true, false));
         }
-        let expected: Vec<(String, usize)> = plan
-            .node_allocation
-            .iter()
-            .map(|(n, v)| (n.clone(), v.len()))
-            .collect();
+        // The applier commits or rejects each node's list whole, so equal totals mean that
+        // every node was committed.
+        let expected = (
+            plan.node_allocation.len(),
+            plan.node_allocation.values().map(Vec::len).sum::<usize>(),
+        );
         let submitted = planner.submit_plan(plan)?;
         let progress = !submitted.result.node_update.is_empty()
             || !submitted.result.node_allocation.is_empty()
@@ -465,7 +469,7 @@ impl Run<'_> {
             || !submitted.result.deployment_updates.is_empty();
         // Queued: placements that became new allocations are no longer queued.
         for a in submitted.result.node_allocation.values().flatten() {
-            if new_ids.contains(&a.id)
+            if new_ids.contains_key(&a.id)
                 && let Some(q) = self.queued.get_mut(&a.task_group)
             {
                 *q = (*q - 1).max(0);
@@ -477,9 +481,8 @@ impl Run<'_> {
             self.failed.clear();
             return Ok((false, progress));
         }
-        let full = expected
-            .iter()
-            .all(|(n, len)| submitted.result.node_allocation.get(n).map(Vec::len) == Some(*len));
+        let committed = &submitted.result.node_allocation;
+        let full = (committed.len(), committed.values().map(Vec::len).sum::<usize>()) == expected;
         if !full {
             return Err(SchedulerError::PartialCommitWithoutRefresh);
         }

@@ -357,9 +357,9 @@ impl Harness {
             }
         }
         for n in &rejected {
-            accepted.node_allocation.remove(n);
-            accepted.node_update.remove(n);
-            accepted.node_preemptions.remove(n);
+            accepted.node_allocation.shift_remove(n);
+            accepted.node_update.shift_remove(n);
+            accepted.node_preemptions.shift_remove(n);
         }
         if plan.all_at_once && !rejected.is_empty() {
             accepted.node_allocation.clear();

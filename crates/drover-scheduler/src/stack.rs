@@ -171,6 +171,14 @@ impl Stack {
         self.last_pick = None;
     }
 
+    /// Sets the candidate index without a candidate list: [`Self::select_on`] then ranks the
+    /// index's record of a node instead of building one (the system schedulers).
+    pub fn set_index(&mut self, index: Arc<CandidateIndex>) {
+        self.index = index;
+        self.list = SlotList::default();
+        self.last_pick = None;
+    }
+
     /// Tells the stack that `ranked` became a placement of `tg` in the plan, so later
     /// placements in this pass count it without looking the plan up.
     pub fn record_placement(&mut self, ranked: &RankedNode, tg: &TaskGroup) {
@@ -186,7 +194,7 @@ impl Stack {
                             .is_some_and(|c| Arc::as_ptr(&c.node) as usize == node)
                     }) =>
             {
-                &mut self.list.slots[idx].placed
+                self.list.slots[idx].placed.get_or_insert_with(Box::default)
             }
             _ => self.placed.entry(node).or_default(),
         };
@@ -262,7 +270,7 @@ impl Stack {
                 max_allocs: c.max_allocs,
                 usage: None,
                 feasible_for: 0,
-                placed: Placed::default(),
+                placed: None,
             });
         }
     }
@@ -406,9 +414,19 @@ impl Stack {
     ) -> (Option<RankedNode>, AllocMetric) {
         let mut metrics = AllocMetric::default();
         let spreads = self.spread_context(state, plan, tg);
-        let cands = [Candidate::new(node)];
+        // The index's record when it has this node (the system scheduler ranks every ready
+        // node of the snapshot), else one built here.
+        let index = self.index.clone();
+        let built;
+        let cands: &[Candidate] = match index.candidate_for(&node) {
+            Some(c) => std::slice::from_ref(c),
+            None => {
+                built = [Candidate::new(node)];
+                &built
+            }
+        };
         let mut one = SlotList::new(vec![0], None);
-        let found = self.scan(state, plan, tg, opts, &cands, &mut one, 1, &spreads, &mut metrics);
+        let found = self.scan(state, plan, tg, opts, cands, &mut one, 1, &spreads, &mut metrics);
         self.last_pick = None;
         (found, metrics)
     }
@@ -495,11 +513,10 @@ impl Stack {
         }
         *examined = i;
         let options = options.finish();
-        let scored: Vec<ScoredRef<'_>> = options
-            .iter()
-            .map(|o| (o.node.id.as_str(), o.scores.as_slice(), o.final_score))
-            .collect();
-        record_scores(metrics, &scored);
+        record_scores(metrics, options.len(), |i| {
+            let o = &options[i];
+            (o.node.id.as_str(), o.scores.as_slice(), o.final_score)
+        });
         let best = best_index(&options, |o| o.final_score)?;
         options.into_iter().nth(best)
     }
@@ -557,11 +574,10 @@ impl Stack {
         }
         *examined = i;
         let options = options.finish();
-        let scored: Vec<ScoredRef<'_>> = options
-            .iter()
-            .map(|o| (nodes.slots[o.idx].id.as_str(), o.scores.as_slice(), o.final_score))
-            .collect();
-        record_scores(metrics, &scored);
+        record_scores(metrics, options.len(), |i| {
+            let o = &options[i];
+            (nodes.slots[o.idx].id.as_str(), o.scores.as_slice(), o.final_score)
+        });
         // Assign the chosen node's ports and run the authoritative fit check there. Dynamic
         // ports almost never run out, but if they do, rank this group the slow way.
         let Some(best) = best_index(&options, |o| o.final_score) else {
@@ -648,7 +664,7 @@ impl Stack {
         } else {
             self.placed.get(&(Arc::as_ptr(node) as usize))
         };
-        for p in std::iter::once(&slot.placed).chain(elsewhere) {
+        for p in slot.placed.as_deref().into_iter().chain(elsewhere) {
             used.add(&p.usage);
             count += p.count;
             if p.job > 0 {
@@ -1237,7 +1253,7 @@ struct Slot {
     /// change within the evaluation (no unique.* constraints, no volumes).
     feasible_for: usize,
     /// This pass's placements on the node, when chosen from the candidate list.
-    placed: Placed,
+    placed: Option<Box<Placed>>,
 }
 
 /// The candidates of one scan list in scan order. Slots are created as scans reach them
@@ -1324,7 +1340,7 @@ impl<T> Options<T> {
     fn new(limit: usize) -> Self {
         Self {
             limit,
-            taken: Vec::new(),
+            taken: Vec::with_capacity(limit.min(64)),
             set_aside: Vec::new(),
         }
     }
@@ -1480,14 +1496,36 @@ fn score_node(
     scores
 }
 
-fn record_scores(metrics: &mut AllocMetric, options: &[ScoredRef<'_>]) {
-    let mut top: Vec<&ScoredRef<'_>> = options.iter().collect();
-    top.sort_by(|a, b| b.2.partial_cmp(&a.2).unwrap_or(std::cmp::Ordering::Equal));
-    for (node_id, scores, final_score) in top.into_iter().take(TOP_K) {
+/// Records the [`TOP_K`] best of `n` options (`option(i)`), best first, ties in scan order.
+fn record_scores<'a>(metrics: &mut AllocMetric, n: usize, option: impl Fn(usize) -> ScoredRef<'a>) {
+    // Insertion into a fixed array: a scan keeps a few dozen options at most.
+    let mut top: [(usize, f64); TOP_K] = [(usize::MAX, f64::NEG_INFINITY); TOP_K];
+    let mut kept = 0;
+    for i in 0..n {
+        let score = option(i).2;
+        let mut at = kept.min(TOP_K);
+        while at > 0 && top[at - 1].1 < score {
+            at -= 1;
+        }
+        if at < TOP_K {
+            top.copy_within(at..TOP_K - 1, at + 1);
+            top[at] = (i, score);
+            kept = (kept + 1).min(TOP_K);
+        }
+    }
+    metrics.score_meta_data.reserve(kept);
+    for &(i, _) in &top[..kept] {
+        let (node_id, scores, final_score) = option(i);
+        // Inserted one by one: collecting a handful of pairs into a map sorts them through a
+        // temporary vector first, which cost more than the map.
+        let mut by_scorer = BTreeMap::new();
+        for (k, v) in scores.iter() {
+            by_scorer.insert(Cow::Borrowed(*k), *v);
+        }
         metrics.score_meta_data.push(NodeScoreMeta {
             node_id: node_id.to_string(),
-            scores: scores.iter().map(|(k, v)| (Cow::Borrowed(*k), *v)).collect(),
-            norm_score: *final_score,
+            scores: by_scorer,
+            norm_score: final_score,
         });
     }
 }
@@ -1769,6 +1807,31 @@ mod tests {
         assert_ne!(all, scan_order(8, n, n - 1), "another seed, another order");
         // Drawing in several steps gives the order drawn at once.
         assert_eq!(scan_order(7, n, 40)[..], all[..scan_order(7, n, 40).len()]);
+    }
+
+    #[test]
+    fn score_metadata_keeps_the_five_best_in_order_ties_in_scan_order() {
+        let scores = [0.1, 0.5, 0.3, 0.5, 0.9, -0.2, 0.3, 0.7];
+        let names: Vec<String> = (0..scores.len()).map(|i| format!("n{i}")).collect();
+        let per_scorer = [("binpack", 0.25)];
+        let mut metrics = AllocMetric::default();
+        record_scores(&mut metrics, scores.len(), |i| {
+            (names[i].as_str(), &per_scorer[..], scores[i])
+        });
+        let got: Vec<(&str, f64)> = metrics
+            .score_meta_data
+            .iter()
+            .map(|m| (m.node_id.as_str(), m.norm_score))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("n4", 0.9), ("n7", 0.7), ("n1", 0.5), ("n3", 0.5), ("n2", 0.3)]
+        );
+        assert_eq!(metrics.score_meta_data[0].scores.get("binpack"), Some(&0.25));
+        let mut few = AllocMetric::default();
+        record_scores(&mut few, 2, |i| (names[i].as_str(), &per_scorer[..], scores[i]));
+        assert_eq!(few.score_meta_data.len(), 2);
+        assert_eq!(few.score_meta_data[0].node_id, "n1");
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub struct CandidateIndex {
     pub pool_sizes: std::collections::BTreeMap<String, i64>,
     /// The distinct computed classes; [`Candidate::class_id`] indexes this.
     pub classes: Vec<Arc<str>>,
+    /// Node ID → position in `candidates`.
+    pub positions: std::collections::HashMap<String, u32>,
 }
 
 impl CandidateIndex {
@@ -276,12 +278,27 @@ impl CandidateIndex {
                 (key, start..candidates.len())
             })
             .collect();
+        let positions = candidates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((c.node.id.clone(), u32::try_from(i).ok()?)))
+            .collect();
         CandidateIndex {
             candidates,
             groups,
             pool_sizes,
             classes,
+            positions,
         }
+    }
+
+    /// The candidate for `node`, if the index holds this very node record (a ready node of the
+    /// snapshot the index was built from).
+    pub fn candidate_for(&self, node: &Arc<Node>) -> Option<&Candidate> {
+        let at = *self.positions.get(&node.id)?;
+        self.candidates
+            .get(at as usize)
+            .filter(|c| Arc::ptr_eq(&c.node, node))
     }
 
     /// The class ID of `class` in this index.

@@ -1,14 +1,15 @@
 //! The scheduler's [`State`] over the server's state store snapshot (`drover-state`).
 //!
-//! A thin adapter: every query maps to the snapshot's own. The candidate index is built from
-//! the snapshot's nodes on each call; the server should cache it per node-table index.
+//! A thin adapter: every query maps to the snapshot's own. The candidate index is built once
+//! per version of the node table and shared by the snapshots that have it
+//! ([`StateSnapshot::node_derived`]).
 
 use std::sync::Arc;
 
 use drover_state::StateSnapshot;
 use drover_types::{Allocation, Deployment, Evaluation, Job, Node, SchedulerConfiguration};
 
-use crate::state::State;
+use crate::state::{CandidateIndex, State};
 
 impl State for StateSnapshot {
     fn latest_index(&self) -> u64 {
@@ -16,6 +17,9 @@ impl State for StateSnapshot {
     }
     fn nodes(&self) -> Vec<Arc<Node>> {
         StateSnapshot::nodes(self)
+    }
+    fn candidates(&self) -> Arc<CandidateIndex> {
+        self.node_derived(|s| CandidateIndex::build(StateSnapshot::nodes(s)))
     }
     fn node(&self, id: &str) -> Option<Arc<Node>> {
         StateSnapshot::node(self, id)

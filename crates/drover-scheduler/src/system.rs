@@ -332,6 +332,7 @@ fn pass(
         false,
         Rng::for_eval(&eval.id, state.latest_index()),
     );
+    stack.set_index(ready.index.clone());
     let mut inplace_stack = Stack::new(
         stack_job.clone(),
         &config,

@@ -225,7 +225,7 @@ pub fn plan_unstop(plan: &mut Plan, node_id: &str, alloc_id: &str) {
     if let Some(v) = plan.node_update.get_mut(node_id) {
         v.retain(|a| a.id != alloc_id);
         if v.is_empty() {
-            plan.node_update.remove(node_id);
+            plan.node_update.shift_remove(node_id);
         }
     }
 }
@@ -272,12 +272,10 @@ pub fn fail_unknown_trigger(
 
 /// Adds a placement or in-place update to the plan.
 pub fn plan_alloc(plan: &mut Plan, alloc: Allocation) {
-    // The node's list usually exists already: look it up before copying the key.
-    if let Some(list) = plan.node_allocation.get_mut(&alloc.node_id) {
-        list.push(alloc);
-    } else {
-        plan.node_allocation.insert(alloc.node_id.clone(), vec![alloc]);
-    }
+    plan.node_allocation
+        .entry(alloc.node_id.clone())
+        .or_default()
+        .push(alloc);
 }
 
 /// A new allocation for a placement the stack chose: pending, desired to run, carrying the

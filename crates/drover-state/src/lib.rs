@@ -43,8 +43,7 @@
 //!   command that changed nothing still moves it.
 //! - Not yet: node pools, namespaces, ACL, variables, CSI, service registrations, periodic
 //!   launches, job submissions, scaling policies; deployment promote / alloc-health commands;
-//!   `RequireProgressBy` on healthy allocations; the ready-node candidate index the scheduler's
-//!   `State::candidates` could reuse; preferring stable versions when capping job versions;
+//!   `RequireProgressBy` on healthy allocations; preferring stable versions when capping job versions;
 //!   cancelling the previous deployment when a job registration carries a new one.
 //! - Deleting an allocation (GC) does not change its job's summary counts (as in Nomad).
 //!

@@ -14,7 +14,8 @@
 //!
 //! Cloning is O(1) (structural sharing). Queries return `Arc`s of the stored objects.
 
-use std::sync::Arc;
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 use drover_types::summary::TaskGroupSummary;
 use drover_types::{Allocation, Deployment, Evaluation, Job, JobSummary, Node, SchedulerConfiguration};
@@ -87,6 +88,26 @@ pub struct StateSnapshot {
     pub(crate) allocs_by_deployment: OrdSet<(String, String)>,
     pub(crate) evals_by_job: OrdSet<(String, String, String)>,
     pub(crate) deployments_by_job: OrdSet<(String, String, u64, String)>,
+    /// A reader's value derived from the node table ([`StateSnapshot::node_derived`]), shared
+    /// by every snapshot cloned from this one.
+    pub(crate) node_derived: NodeDerived,
+}
+
+/// The cache behind [`StateSnapshot::node_derived`]: the node-table index a value was built at
+/// and the value. A cache, not state: it takes no part in equality and is not persisted.
+#[derive(Clone, Default)]
+pub(crate) struct NodeDerived(Arc<Mutex<Option<(u64, Arc<dyn Any + Send + Sync>)>>>);
+
+impl PartialEq for NodeDerived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for NodeDerived {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeDerived")
+    }
 }
 
 /// Second components of a `(a, b)` set whose first component is `a`.
@@ -262,6 +283,25 @@ impl StateSnapshot {
     /// Every job summary.
     pub fn job_summaries(&self) -> Vec<Arc<JobSummary>> {
         self.job_summaries.values().cloned().collect()
+    }
+
+    /// A value computed from the node table alone — the scheduler's candidate index: ready
+    /// nodes grouped by datacenter and pool, with their capacity and ports — built by `build`
+    /// once per version of the node table and shared by every snapshot of this store that has
+    /// that version, so evaluations do not each walk every node. One kind of value is kept: a
+    /// request for another type replaces it.
+    pub fn node_derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Self) -> T) -> Arc<T> {
+        let version = self.table_index(Table::Nodes);
+        let mut cell = self.node_derived.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, value)) = cell.as_ref()
+            && *at == version
+            && let Ok(value) = Arc::clone(value).downcast::<T>()
+        {
+            return value;
+        }
+        let value = Arc::new(build(self));
+        *cell = Some((version, value.clone() as Arc<dyn Any + Send + Sync>));
+        value
     }
 
     // ---- writes (used by `apply`; they keep the secondary indexes in step) ----

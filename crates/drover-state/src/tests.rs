@@ -1332,3 +1332,33 @@ fn node_events_append_and_keep_the_last_ten() {
     assert_eq!(events[9].message, "Node re-registered");
     assert_eq!(events[9].create_index, 20);
 }
+
+#[test]
+fn node_derived_values_are_built_once_per_node_table_version() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let store = seeded();
+    let builds = AtomicUsize::new(0);
+    let count_nodes = |s: &crate::snapshot::StateSnapshot| {
+        builds.fetch_add(1, Ordering::SeqCst);
+        s.nodes().len()
+    };
+    let first = store.snapshot().node_derived(count_nodes);
+    assert_eq!((*first, builds.load(Ordering::SeqCst)), (1, 1));
+    // A write to another table: a new snapshot, the same node table, the same value.
+    ok(
+        &store,
+        4,
+        Command::UpsertEvals {
+            evals: vec![eval("e2", "web", "pending")],
+        },
+    );
+    let again = store.snapshot().node_derived(count_nodes);
+    assert!(Arc::ptr_eq(&first, &again));
+    assert_eq!(builds.load(Ordering::SeqCst), 1);
+    // A node write: rebuilt from the new table.
+    ok(&store, 5, Command::UpsertNode { node: node("n2") });
+    assert_eq!(*store.snapshot().node_derived(count_nodes), 2);
+    assert_eq!(builds.load(Ordering::SeqCst), 2);
+    // Another type replaces the cached one rather than being confused with it.
+    assert_eq!(*store.snapshot().node_derived(|s| s.nodes().len() as u64), 2u64);
+}
