@@ -96,7 +96,10 @@ pub struct StateSnapshot {
 /// The cache behind [`StateSnapshot::node_derived`]: the node-table index a value was built at
 /// and the value. A cache, not state: it takes no part in equality and is not persisted.
 #[derive(Clone, Default)]
-pub(crate) struct NodeDerived(Arc<Mutex<Option<(u64, Arc<dyn Any + Send + Sync>)>>>);
+pub(crate) struct NodeDerived(Arc<Mutex<Option<DerivedValue>>>);
+
+/// A derived value and the node-table index it was built at.
+type DerivedValue = (u64, Arc<dyn Any + Send + Sync>);
 
 impl PartialEq for NodeDerived {
     fn eq(&self, _: &Self) -> bool {
