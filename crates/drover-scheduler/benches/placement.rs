@@ -4,7 +4,10 @@
 //! - `service_1000/nodes=5000|10000` — a 1,000-allocation service job on an empty cluster;
 //! - `service_1000_spread/nodes=5000|10000` — the same job with a spread over `${meta.rack}`
 //!   (10 racks), which raises the candidate limit to max(count, 100);
-//! - `system/nodes=5000` — a system job (one allocation per node).
+//! - `system/nodes=5000` — a system job (one allocation per node);
+//! - `service_1000_state_store/nodes=10000` — the first case read from the server's state store
+//!   (`drover-state` snapshot: persistent maps, candidate index cached per node-table version)
+//!   instead of the in-memory test state, i.e. what the server's workers run.
 //!
 //! Per-placement time = measured time / allocations placed. Run:
 //! `cargo bench -p drover-scheduler --bench placement`
@@ -22,6 +25,7 @@ use std::sync::Arc;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use drover_scheduler::harness::MemState;
 use drover_scheduler::{Env, Planner, SchedulerError, State, Submitted, process};
+use drover_state::{Command, StateSnapshot, StateStore};
 use drover_testkit::mock;
 use drover_types::job::Spread;
 use drover_types::{Evaluation, Job, Plan, PlanResult};
@@ -85,6 +89,11 @@ fn eval_for(job: &Job) -> Evaluation {
 }
 
 fn run_once(state: &Arc<MemState>, eval: &Evaluation) -> usize {
+    let st: Arc<dyn State + Send + Sync> = state.clone();
+    run_dyn(&st, eval)
+}
+
+fn run_dyn(st: &Arc<dyn State + Send + Sync>, eval: &Evaluation) -> usize {
     let mut h = Sink { placed: 0 };
     let mut counter = 0u64;
     let mut ids = || {
@@ -95,8 +104,7 @@ fn run_once(state: &Arc<MemState>, eval: &Evaluation) -> usize {
         now: 1_704_067_200_000_000_000,
         ids: &mut ids,
     };
-    let st: Arc<dyn State + Send + Sync> = state.clone();
-    process(st, &mut h, eval, &mut env).expect("scheduler succeeds");
+    process(st.clone(), &mut h, eval, &mut env).expect("scheduler succeeds");
     h.placed
 }
 
@@ -115,6 +123,30 @@ fn service_case(nodes: u64, spread: bool) -> (Arc<MemState>, Evaluation) {
     let job = state.upsert_job(job);
     let eval = eval_for(&job);
     (Arc::new(state), eval)
+}
+
+/// The service case in the server's state store.
+fn service_case_in_state_store(nodes: u64) -> (Arc<StateSnapshot>, Evaluation) {
+    let store = StateStore::new();
+    let mut index = 0;
+    for i in 0..nodes {
+        let mut node = mock::node(i);
+        node.meta.insert("rack".into(), format!("r{}", i % 10));
+        node.computed_class = "v1:bench".into();
+        index += 1;
+        store
+            .apply(index, Command::UpsertNode { node })
+            .expect("node registers");
+    }
+    let mut job = mock::job();
+    job.task_groups[0].count = 1000;
+    index += 1;
+    store
+        .apply(index, Command::UpsertJob { job, eval: None })
+        .expect("job registers");
+    let snap = store.snapshot();
+    let job = snap.job("default", &mock::job().id).expect("job stored");
+    (snap, eval_for(&job))
 }
 
 fn bench(c: &mut Criterion) {
@@ -155,6 +187,12 @@ fn bench(c: &mut Criterion) {
     assert_eq!(run_once(&state, &eval), 5000);
     g.bench_function("system/nodes=5000", |b| {
         b.iter(|| black_box(run_once(&state, &eval)))
+    });
+    let (snap, eval) = service_case_in_state_store(10_000);
+    let st: Arc<dyn State + Send + Sync> = snap;
+    assert_eq!(run_dyn(&st, &eval), 1000);
+    g.bench_function("service_1000_state_store/nodes=10000", |b| {
+        b.iter(|| black_box(run_dyn(&st, &eval)))
     });
     g.finish();
 }

@@ -751,12 +751,13 @@ impl NetworkIndex {
             .ok_or_else(|| format!("no addresses available for {host_network} network"))
     }
 
-    fn free_for_dynamic(&self, p: u16, pending: &[u16]) -> bool {
-        !self.is_used(p) && !pending.contains(&p)
+    fn free_for_dynamic(&self, p: u16, pending: &[Assigned]) -> bool {
+        !self.is_used(p) && !pending.iter().any(|a| a.value == p)
     }
 
-    /// A free dynamic port: 20 random picks, then a scan from a random start.
-    fn pick_dynamic(&self, pending: &[u16], rng: &mut Rng) -> Option<u16> {
+    /// A free dynamic port: 20 random picks, then a scan from a random start. `pending`: the
+    /// ports of this ask assigned so far.
+    fn pick_dynamic(&self, pending: &[Assigned], rng: &mut Rng) -> Option<u16> {
         if self.node.dyn_min > self.node.dyn_max {
             return None;
         }
@@ -779,18 +780,22 @@ impl NetworkIndex {
 
     /// Assigns every port of `ask` and records them; nothing is recorded on error.
     fn assign_ports(&mut self, ask: &NetworkResource, rng: &mut Rng) -> Result<Vec<Assigned>, String> {
-        let mut out = Vec::with_capacity(ask.reserved_ports.len() + ask.dynamic_ports.len());
-        let mut pending_strict: Vec<u16> = Vec::new();
-        let mut pending_all: Vec<u16> = Vec::new();
+        let mut out: Vec<Assigned> = Vec::with_capacity(ask.reserved_ports.len() + ask.dynamic_ports.len());
         for (index, port) in ask.reserved_ports.iter().enumerate() {
             let p = valid_port(port.value)?;
             if !port.ignore_collision {
-                if self.strictly_held(p) || pending_strict.contains(&p) {
+                // Held by the node or an allocation, or asked twice strictly by this network.
+                let asked_before = out.iter().any(|a| {
+                    a.value == p
+                        && !ask
+                            .reserved_ports
+                            .get(a.index)
+                            .is_some_and(|q| q.ignore_collision)
+                });
+                if self.strictly_held(p) || asked_before {
                     return Err(collision(p));
                 }
-                pending_strict.push(p);
             }
-            pending_all.push(p);
             out.push(Assigned {
                 dynamic: false,
                 index,
@@ -801,10 +806,8 @@ impl NetworkIndex {
         for (index, port) in ask.dynamic_ports.iter().enumerate() {
             let host_ip = self.host_ip(&port.host_network)?;
             let p = self
-                .pick_dynamic(&pending_all, rng)
+                .pick_dynamic(&out, rng)
                 .ok_or_else(|| "dynamic port selection failed".to_string())?;
-            pending_strict.push(p);
-            pending_all.push(p);
             out.push(Assigned {
                 dynamic: true,
                 index,

@@ -308,10 +308,7 @@ impl Run<'_> {
                     }
                     continue;
                 }
-                let mut opts = SelectOptions {
-                    alloc_name: p.name.clone(),
-                    ..Default::default()
-                };
+                let mut opts = SelectOptions::default();
                 if let Some(prev) = &p.previous_alloc {
                     if p.reschedule {
                         opts.penalty_nodes.insert(prev.node_id.clone());

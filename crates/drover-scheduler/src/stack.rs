@@ -57,8 +57,6 @@ pub struct SelectOptions {
     pub penalty_nodes: HashSet<String>,
     /// Nodes to try first (sticky/migrating ephemeral disk).
     pub preferred_nodes: Vec<Arc<Node>>,
-    /// The name the allocation will get.
-    pub alloc_name: String,
     /// Allow evicting lower-priority allocations.
     pub preempt: bool,
 }
@@ -100,7 +98,6 @@ pub struct Stack {
     /// The node the last scan of the candidate list chose and its slot, so that
     /// [`Self::record_placement`] finds the slot without searching.
     last_pick: Option<(usize, usize)>,
-    empty_usage: Arc<NodeUsage>,
     base_limit: usize,
     checker: ConstraintChecker,
     /// Class ID → job constraints met ([`UNKNOWN`], [`NO`], [`YES`]).
@@ -144,7 +141,6 @@ impl Stack {
             groups: FastMap::default(),
             placed: FastMap::default(),
             last_pick: None,
-            empty_usage: Arc::new(NodeUsage { allocs: Vec::new() }),
             job_escapes,
             rng,
             attr_cache: HashMap::new(),
@@ -314,8 +310,9 @@ impl Stack {
 
     /// Live allocations of a node in the state snapshot, with their usage (cached per eval;
     /// the plan's changes are applied on top per placement).
-    fn compute_usage(&mut self, state: &dyn State, node_id: &str) -> Arc<NodeUsage> {
-        let allocs: Vec<LiveAlloc> = state
+    /// (An empty node — most candidates of a large cluster — costs no allocation.)
+    fn compute_usage(state: &dyn State, node_id: &str) -> Box<[LiveAlloc]> {
+        state
             .allocs_by_node(node_id)
             .into_iter()
             .filter(|a| !a.client_terminal())
@@ -323,13 +320,7 @@ impl Stack {
                 usage: fit::alloc_usage(&a),
                 alloc: a,
             })
-            .collect();
-        // Most candidates of a large cluster run nothing yet: share one empty record.
-        if allocs.is_empty() {
-            self.empty_usage.clone()
-        } else {
-            Arc::new(NodeUsage { allocs })
-        }
+            .collect()
     }
 
     fn limit_for(&self, tg: &TaskGroup) -> usize {
@@ -617,14 +608,13 @@ impl Stack {
         metrics: &mut AllocMetric,
     ) -> Option<(ScoreList, f64)> {
         if slot.usage.is_none() {
-            slot.usage = Some(self.compute_usage(state, slot.id.as_str()));
+            slot.usage = Some(Self::compute_usage(state, slot.id.as_str()));
         }
         let slot = &*slot;
         // `cand` (the node) is read only on the paths that need more than the slot holds.
         let node = &cand.node;
         let job: &Job = &self.job;
-        let empty = NodeUsage { allocs: Vec::new() };
-        let usage: &NodeUsage = slot.usage.as_deref().unwrap_or(&empty);
+        let usage: &[LiveAlloc] = slot.usage.as_deref().unwrap_or_default();
         // Stops and evictions in the plan (looked up only when the plan has any).
         let stops = if plan.node_update.is_empty() {
             None
@@ -644,7 +634,7 @@ impl Stack {
         let mut count = 1;
         let mut collisions = 0;
         let mut same_job = false;
-        for l in &usage.allocs {
+        for l in usage {
             if gone(&l.alloc.id) {
                 continue;
             }
@@ -957,17 +947,18 @@ impl Stack {
         metrics: &mut AllocMetric,
     ) -> Option<RankedNode> {
         let node = &cand.node;
+        let node_id = cand.id.as_str();
         let job = self.job.clone();
-        let existing = state.allocs_by_node(&node.id);
+        let existing = state.allocs_by_node(node_id);
         let stops: Vec<&str> = plan
             .node_update
-            .get(&node.id)
+            .get(node_id)
             .into_iter()
             .flatten()
-            .chain(plan.node_preemptions.get(&node.id).into_iter().flatten())
+            .chain(plan.node_preemptions.get(node_id).into_iter().flatten())
             .map(|a| a.id.as_str())
             .collect();
-        let planned = plan.node_allocation.get(&node.id);
+        let planned = plan.node_allocation.get(node_id);
         let mut proposed: Vec<&Allocation> = existing
             .iter()
             .map(|a| a.as_ref())
@@ -1185,7 +1176,7 @@ impl Stack {
 
         let resources = candidate.allocated_resources.take().unwrap_or_default();
         // Scores.
-        let capacity = fit::node_capacity(node);
+        let capacity = cand.capacity;
         let collisions = proposed
             .iter()
             .filter(|a| a.job_id == job.id && a.namespace == job.namespace && a.task_group == tg.name)
@@ -1248,7 +1239,7 @@ struct Slot {
     capacity: fit::Comparable,
     max_allocs: i64,
     /// Its live allocations in the snapshot, once looked at.
-    usage: Option<Arc<NodeUsage>>,
+    usage: Option<Box<[LiveAlloc]>>,
     /// The group (by address) this node was last found feasible for, when that answer cannot
     /// change within the evaluation (no unique.* constraints, no volumes).
     feasible_for: usize,
@@ -1271,7 +1262,8 @@ struct SlotList {
 impl SlotList {
     fn new(order: Vec<u32>, shuffle: Option<Rng>) -> Self {
         SlotList {
-            slots: Vec::with_capacity(order.len().min(1024)),
+            // Reserved, not touched: growing by copying ~100-byte slots cost more.
+            slots: Vec::with_capacity(order.len()),
             order,
             shuffle,
         }
@@ -1406,16 +1398,10 @@ struct Placed {
 }
 
 /// A live allocation in the snapshot and what it uses.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct LiveAlloc {
     alloc: Arc<Allocation>,
     usage: fit::Comparable,
-}
-
-/// The snapshot's live allocations on one node.
-#[derive(Debug)]
-struct NodeUsage {
-    allocs: Vec<LiveAlloc>,
 }
 
 /// One spread block prepared for a placement.

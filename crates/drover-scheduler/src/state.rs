@@ -139,13 +139,8 @@ pub struct Candidate {
 /// IDs up to [`NodeKey::INLINE`] bytes (UUIDs have 36) are kept inline, longer ones on the heap.
 #[derive(Clone)]
 pub enum NodeKey {
-    /// The ID's bytes, inline.
-    Inline {
-        /// Length in bytes.
-        len: u8,
-        /// The bytes; only `..len` are meaningful.
-        bytes: [u8; NodeKey::INLINE],
-    },
+    /// The ID, inline (a string type that needs no re-validation to be read).
+    Inline(arrayvec::ArrayString<{ NodeKey::INLINE }>),
     /// A longer ID.
     Heap(Arc<str>),
 }
@@ -156,22 +151,15 @@ impl NodeKey {
 
     /// The key for `id`.
     pub fn new(id: &str) -> Self {
-        match u8::try_from(id.len()) {
-            Ok(len) if id.len() <= Self::INLINE => {
-                let mut bytes = [0u8; Self::INLINE];
-                bytes[..id.len()].copy_from_slice(id.as_bytes());
-                NodeKey::Inline { len, bytes }
-            }
-            _ => NodeKey::Heap(Arc::from(id)),
+        match arrayvec::ArrayString::from(id) {
+            Ok(inline) => NodeKey::Inline(inline),
+            Err(_) => NodeKey::Heap(Arc::from(id)),
         }
     }
 
     /// The ID's length in bytes.
     pub fn len(&self) -> usize {
-        match self {
-            NodeKey::Inline { len, .. } => usize::from(*len),
-            NodeKey::Heap(s) => s.len(),
-        }
+        self.as_str().len()
     }
 
     /// Whether the ID is empty.
@@ -182,10 +170,7 @@ impl NodeKey {
     /// The ID.
     pub fn as_str(&self) -> &str {
         match self {
-            // Built from a whole `&str`, so the bytes are valid UTF-8.
-            NodeKey::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
+            NodeKey::Inline(s) => s.as_str(),
             NodeKey::Heap(s) => s,
         }
     }

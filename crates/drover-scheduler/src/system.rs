@@ -415,7 +415,6 @@ fn pass(
                 util::plan_stop(&mut plan, prev, reconcile::desc::ALLOC_UPDATING, None, None);
             }
             let opts = SelectOptions {
-                alloc_name: p.name.clone(),
                 preempt,
                 ..Default::default()
             };
