@@ -1,7 +1,8 @@
 //! The node-selection stack: which node gets the next allocation of a group, and why.
 //!
 //! ```text
-//!  candidate nodes (ready, in the job's datacenters and pool; shuffled once per evaluation)
+//!  candidate nodes (ready, in the job's datacenters and pool, from the state's candidate
+//!    │  index; the order a seeded permutation drawn lazily as the scan reaches each slot)
 //!    │  scanned from where the previous placement stopped (cheap load spreading)
 //!    ▼
 //!  feasibility ── job constraints ─┐ cached per computed node class, unless a constraint
