@@ -325,6 +325,9 @@ pub enum Misfit {
     Ports(String),
     /// A device instance is used twice, or missing/unhealthy (names the device group).
     Devices(String),
+    /// A host volume requested `single-node-single-writer` is mounted read-write by two
+    /// allocations (names the volume).
+    Volume(String),
 }
 
 impl Misfit {
@@ -337,6 +340,7 @@ impl Misfit {
             Misfit::Cores => "cores".to_string(),
             Misfit::Ports(m) => format!("network: {m}"),
             Misfit::Devices(m) => format!("devices: {m}"),
+            Misfit::Volume(v) => format!("host volume: {v} has a single writer"),
         }
     }
 }
@@ -399,7 +403,37 @@ pub fn allocs_fit(node: &Node, allocs: &[&Allocation], check_devices: bool) -> R
     if check_devices {
         check_device_use(node, live())?;
     }
+    check_volume_claims(live())?;
     Ok(used)
+}
+
+/// Single-writer host volume claims: at most one live allocation on a node mounts read-write a
+/// host volume its group requests with access mode `single-node-single-writer` (a `per_alloc`
+/// request names `source[<index>]`). Allocations without their job are not checked.
+fn check_volume_claims<'a>(allocs: impl Iterator<Item = &'a Allocation>) -> Result<(), Misfit> {
+    let mut writers: Vec<String> = Vec::new();
+    for a in allocs {
+        let Some(tg) = a.job.as_ref().and_then(|j| j.group(&a.task_group)) else {
+            continue;
+        };
+        for req in tg.volumes.values() {
+            if !matches!(req.volume_type.as_str(), "host" | "")
+                || req.read_only
+                || req.access_mode != "single-node-single-writer"
+            {
+                continue;
+            }
+            let volume = match (req.per_alloc, crate::feasible::alloc_suffix(&a.name)) {
+                (true, Some(suffix)) => format!("{}{suffix}", req.source),
+                _ => req.source.clone(),
+            };
+            if writers.contains(&volume) {
+                return Err(Misfit::Volume(volume));
+            }
+            writers.push(volume);
+        }
+    }
+    Ok(())
 }
 
 /// No instance used twice; new allocations only use existing, healthy instances.

@@ -309,6 +309,9 @@ impl Run<'_> {
                     continue;
                 }
                 let mut opts = SelectOptions::default();
+                if !tg.volumes.is_empty() {
+                    opts.alloc_name.clone_from(&p.name);
+                }
                 if let Some(prev) = &p.previous_alloc {
                     if p.reschedule {
                         opts.penalty_nodes.insert(prev.node_id.clone());

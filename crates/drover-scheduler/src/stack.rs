@@ -58,6 +58,9 @@ pub struct SelectOptions {
     pub penalty_nodes: HashSet<String>,
     /// Nodes to try first (sticky/migrating ephemeral disk).
     pub preferred_nodes: Vec<Arc<Node>>,
+    /// The name the allocation will get, when its group has volumes (`per_alloc` host volumes
+    /// are chosen by its index, and single-writer claims are checked by name). Empty otherwise.
+    pub alloc_name: String,
     /// Allow evicting lower-priority allocations.
     pub preempt: bool,
 }
@@ -495,7 +498,7 @@ impl Stack {
             self.materialize(nodes, k, cands);
             let slot = &nodes.slots[k];
             let cand = &cands[slot.at as usize];
-            if !self.feasible(cand, slot.class, tg, &info, metrics) {
+            if !self.feasible(cand, slot.class, tg, &info, &opts.alloc_name, metrics) {
                 continue;
             }
             let Some(ranked) = self.rank(state, plan, tg, cand, opts, spreads, metrics) else {
@@ -545,7 +548,7 @@ impl Stack {
             let cand = &cands[slot.at as usize];
             let tg_key = tg as *const TaskGroup as usize;
             if slot.feasible_for != tg_key {
-                if !self.feasible(cand, slot.class, tg, info, metrics) {
+                if !self.feasible(cand, slot.class, tg, info, &opts.alloc_name, metrics) {
                     continue;
                 }
                 if !info.escapes && !info.has_volumes && !self.job_escapes {
@@ -741,6 +744,7 @@ impl Stack {
         class: u32,
         tg: &TaskGroup,
         info: &GroupInfo,
+        alloc_name: &str,
         metrics: &mut AllocMetric,
     ) -> bool {
         let ci = class as usize;
@@ -818,7 +822,7 @@ impl Stack {
             }
         }
         // Availability (never cached).
-        if info.has_volumes && !feasible::host_volumes_ok(&cand.node, tg) {
+        if info.has_volumes && !feasible::host_volumes_ok(&cand.node, tg, alloc_name) {
             Self::filter(
                 &cand.node.node_class,
                 "missing compatible host volumes".into(),
@@ -1128,11 +1132,17 @@ impl Stack {
             victims.extend(more);
         };
 
-        // The fit check reads only the resources of the allocation being placed.
+        // The fit check reads the resources of the allocation being placed, and for groups
+        // with volumes its job, group and name (single-writer volume claims).
         let mut candidate = Allocation {
             allocated_resources: Some(resources),
             ..Default::default()
         };
+        if !tg.volumes.is_empty() {
+            candidate.job = Some(job.clone());
+            candidate.task_group.clone_from(&tg.name);
+            candidate.name.clone_from(&opts.alloc_name);
+        }
         let own_usage = fit::alloc_usage(&candidate);
         let mut with_candidate = without_victims(&proposed, &victims);
         with_candidate.push(&candidate);

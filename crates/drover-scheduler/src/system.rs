@@ -416,6 +416,11 @@ fn pass(
             }
             let opts = SelectOptions {
                 preempt,
+                alloc_name: if tg.volumes.is_empty() {
+                    String::new()
+                } else {
+                    p.name.clone()
+                },
                 ..Default::default()
             };
             let (option, mut metrics) = stack.select_on(state.as_ref(), &plan, tg, node.clone(), &opts);

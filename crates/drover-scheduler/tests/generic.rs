@@ -723,3 +723,90 @@ fn while_canaries_wait_a_lost_allocation_is_replaced_with_its_own_version() {
     let task = &r.allocated_resources.as_ref().unwrap().tasks["web"];
     assert_eq!(task.memory.memory_mb, 256, "the old version's resources");
 }
+
+/// A harness whose nodes expose host volumes `volumes(i)` on node `i`.
+fn harness_with_volumes(
+    n: u64,
+    volumes: impl Fn(u64) -> Vec<&'static str>,
+) -> drover_scheduler::harness::Harness {
+    let mut s = drover_scheduler::harness::MemState::new();
+    for i in 0..n {
+        let mut node = mock::node(i);
+        for v in volumes(i) {
+            node.host_volumes.insert(
+                v.to_string(),
+                drover_types::node::HostVolumeInfo {
+                    path: format!("/srv/{v}"),
+                    read_only: false,
+                    id: String::new(),
+                },
+            );
+        }
+        s.upsert_node(node);
+    }
+    drover_scheduler::harness::Harness::new(s)
+}
+
+fn with_volume(
+    mut job: drover_types::Job,
+    source: &str,
+    per_alloc: bool,
+    access_mode: &str,
+) -> drover_types::Job {
+    job.task_groups[0].volumes.insert(
+        "data".into(),
+        drover_types::job::VolumeRequest {
+            name: "data".into(),
+            volume_type: "host".into(),
+            source: source.into(),
+            per_alloc,
+            access_mode: access_mode.into(),
+            ..Default::default()
+        },
+    );
+    job
+}
+
+#[test]
+fn per_alloc_host_volumes_put_each_index_on_the_node_holding_its_volume() {
+    // Node i holds db[2 - i]: index k must land on node 2 - k, whatever the shuffle says.
+    const NAMES: [&str; 3] = ["db[2]", "db[1]", "db[0]"];
+    let mut h = harness_with_volumes(3, |i| vec![NAMES[i as usize]]);
+    let mut job = with_volume(mock::job(), "db", true, "");
+    job.task_groups[0].count = 3;
+    register(&mut h, job);
+    let allocs = placed(&h);
+    assert_eq!(allocs.len(), 3);
+    for a in &allocs {
+        let index = a.name.rsplit('[').next().unwrap().trim_end_matches(']');
+        let node = h.state.node(&a.node_id).unwrap();
+        assert!(
+            node.host_volumes.contains_key(&format!("db[{index}]")),
+            "{} placed on a node without db[{index}]",
+            a.name
+        );
+    }
+}
+
+#[test]
+fn a_single_writer_host_volume_takes_one_writer_per_node() {
+    let mut h = harness_with_volumes(1, |_| vec!["shared"]);
+    let mut job = with_volume(mock::job(), "shared", false, "single-node-single-writer");
+    job.task_groups[0].count = 2;
+    register(&mut h, job);
+    assert_eq!(placed(&h).len(), 1, "the second writer does not fit");
+    let e = h.last_eval().unwrap();
+    let m = &e.failed_tg_allocs["web"];
+    assert_eq!(
+        m.dimension_exhausted
+            .get("host volume: shared has a single writer"),
+        Some(&1),
+        "{m:?}"
+    );
+    // Many writers are fine when the access mode says so.
+    let mut h = harness_with_volumes(1, |_| vec!["shared"]);
+    let mut job = with_volume(mock::job(), "shared", false, "single-node-multi-writer");
+    job.task_groups[0].count = 2;
+    register(&mut h, job);
+    assert_eq!(placed(&h).len(), 2);
+}

@@ -165,26 +165,38 @@ pub fn host_networks_ok(node: &Node, tg: &TaskGroup) -> Result<(), String> {
 
 /// Every `type = "host"` volume request's `source` is exposed by the node (a key of
 /// `node.host_volumes`, or the ID of a dynamic host volume), and a read-only host volume is
-/// not requested writable. A `per_alloc` request matches any `source[<n>]` volume (the alloc
-/// index is not known here). An empty type reads as `host`; CSI volumes are not scheduled
-/// here (true); unknown types never fit.
-pub fn host_volumes_ok(node: &Node, tg: &TaskGroup) -> bool {
+/// not requested writable (`read_only = false` and an access mode other than
+/// `single-node-reader-only`). A `per_alloc` request for allocation `web.db[2]` needs the
+/// volume `source[2]`; when the allocation's name is not known (`alloc_name` empty) any
+/// `source[<n>]` will do. An empty type reads as `host`; CSI volumes are not scheduled here
+/// (true); unknown types never fit.
+pub fn host_volumes_ok(node: &Node, tg: &TaskGroup, alloc_name: &str) -> bool {
     tg.volumes.values().all(|req| match req.volume_type.as_str() {
         "csi" => true,
         "host" | "" => {
+            let reads_only = req.read_only || req.access_mode == "single-node-reader-only";
             let source = req.source.as_str();
-            let per_alloc_prefix = format!("{source}[");
+            let per_alloc_name = match alloc_suffix(alloc_name) {
+                Some(suffix) if req.per_alloc => Some(format!("{source}{suffix}")),
+                _ => None,
+            };
+            let any_index = format!("{source}[");
             node.host_volumes
                 .iter()
-                .filter(|(name, info)| {
-                    name.as_str() == source
-                        || (!info.id.is_empty() && info.id == source)
-                        || (req.per_alloc && name.starts_with(&per_alloc_prefix))
+                .filter(|(name, info)| match (&per_alloc_name, req.per_alloc) {
+                    (Some(exact), _) => name.as_str() == exact,
+                    (None, true) => name.starts_with(&any_index),
+                    (None, false) => name.as_str() == source || (!info.id.is_empty() && info.id == source),
                 })
-                .any(|(_, info)| req.read_only || !info.read_only)
+                .any(|(_, info)| reads_only || !info.read_only)
         }
         _ => false,
     })
+}
+
+/// The `[<index>]` suffix of an allocation name (`job.group[3]` → `[3]`).
+pub fn alloc_suffix(alloc_name: &str) -> Option<&str> {
+    alloc_name.rfind('[').map(|i| &alloc_name[i..])
 }
 
 #[cfg(test)]
@@ -198,6 +210,46 @@ mod tests {
 
     fn dcs(p: &[&str]) -> Vec<String> {
         p.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn host_volumes_ok_any(node: &Node, tg: &TaskGroup) -> bool {
+        host_volumes_ok(node, tg, "")
+    }
+
+    #[test]
+    fn per_alloc_volumes_follow_the_allocation_index_and_access_modes_read_only() {
+        let mut node = Node::default();
+        for (name, read_only) in [("db[0]", false), ("db[1]", false), ("ro", true)] {
+            node.host_volumes.insert(
+                name.into(),
+                HostVolumeInfo {
+                    path: format!("/v/{name}"),
+                    read_only,
+                    id: String::new(),
+                },
+            );
+        }
+        let mut per_alloc = tg_volume("db", false);
+        if let Some(v) = per_alloc.volumes.get_mut("data") {
+            v.per_alloc = true;
+        }
+        assert!(host_volumes_ok(&node, &per_alloc, "web.g[1]"));
+        assert!(
+            !host_volumes_ok(&node, &per_alloc, "web.g[2]"),
+            "no db[2] on this node"
+        );
+        assert!(host_volumes_ok(&node, &per_alloc, ""), "index unknown: any db[n]");
+        let mut reader = tg_volume("ro", false);
+        assert!(!host_volumes_ok(&node, &reader, "web.g[0]"));
+        if let Some(v) = reader.volumes.get_mut("data") {
+            v.access_mode = "single-node-reader-only".into();
+        }
+        assert!(
+            host_volumes_ok(&node, &reader, "web.g[0]"),
+            "reader-only access mode"
+        );
+        assert_eq!(alloc_suffix("a.b[12]"), Some("[12]"));
+        assert_eq!(alloc_suffix("plain"), None);
     }
 
     #[test]
@@ -437,35 +489,35 @@ mod tests {
         );
         node.host_volumes
             .insert("db[0]".into(), HostVolumeInfo::default());
-        assert!(host_volumes_ok(&node, &TaskGroup::default()));
-        assert!(host_volumes_ok(&node, &tg_volume("shared", false)));
-        assert!(host_volumes_ok(&node, &tg_volume("shared", true)));
-        assert!(host_volumes_ok(&node, &tg_volume("certs", true)));
+        assert!(host_volumes_ok_any(&node, &TaskGroup::default()));
+        assert!(host_volumes_ok_any(&node, &tg_volume("shared", false)));
+        assert!(host_volumes_ok_any(&node, &tg_volume("shared", true)));
+        assert!(host_volumes_ok_any(&node, &tg_volume("certs", true)));
         assert!(
-            !host_volumes_ok(&node, &tg_volume("certs", false)),
+            !host_volumes_ok_any(&node, &tg_volume("certs", false)),
             "read-only volume requested writable"
         );
-        assert!(!host_volumes_ok(&node, &tg_volume("missing", true)));
+        assert!(!host_volumes_ok_any(&node, &tg_volume("missing", true)));
         assert!(
-            host_volumes_ok(&node, &tg_volume("vol-123", false)),
+            host_volumes_ok_any(&node, &tg_volume("vol-123", false)),
             "dynamic volume by ID"
         );
-        assert!(!host_volumes_ok(&node, &tg_volume("db", false)));
+        assert!(!host_volumes_ok_any(&node, &tg_volume("db", false)));
         let mut per_alloc = tg_volume("db", false);
         if let Some(v) = per_alloc.volumes.get_mut("data") {
             v.per_alloc = true;
         }
-        assert!(host_volumes_ok(&node, &per_alloc));
+        assert!(host_volumes_ok_any(&node, &per_alloc));
         let mut csi = tg_volume("missing", false);
         if let Some(v) = csi.volumes.get_mut("data") {
             v.volume_type = "csi".into();
         }
-        assert!(host_volumes_ok(&node, &csi));
+        assert!(host_volumes_ok_any(&node, &csi));
         let mut odd = tg_volume("shared", false);
         if let Some(v) = odd.volumes.get_mut("data") {
             v.volume_type = "nfs".into();
         }
-        assert!(!host_volumes_ok(&node, &odd));
+        assert!(!host_volumes_ok_any(&node, &odd));
         // Two requests: both must be satisfied.
         let mut two = tg_volume("shared", false);
         two.volumes.insert(
@@ -476,6 +528,6 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(!host_volumes_ok(&node, &two));
+        assert!(!host_volumes_ok_any(&node, &two));
     }
 }

@@ -46,7 +46,8 @@ use drover_types::job::Constraint;
 use drover_types::{Node, job::VolumeRequest};
 
 pub use checks::{
-    datacenter_matches, drivers_ok, host_networks_ok, host_volumes_ok, network_mode_ok, node_pool_matches,
+    alloc_suffix, datacenter_matches, drivers_ok, host_networks_ok, host_volumes_ok, network_mode_ok,
+    node_pool_matches,
 };
 pub use class::computed_class;
 pub use devices::{
@@ -124,7 +125,7 @@ pub fn check_group(node: &Node, tg: &TaskGroup, checker: &mut ConstraintChecker)
 
 /// The never-cached availability checks (host volumes). `Err` = the `ConstraintFiltered` key.
 pub fn check_group_available(node: &Node, tg: &TaskGroup) -> Result<(), String> {
-    if host_volumes_ok(node, tg) {
+    if host_volumes_ok(node, tg, "") {
         Ok(())
     } else {
         Err(FILTER_HOST_VOLUMES.to_string())
