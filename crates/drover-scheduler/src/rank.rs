@@ -75,6 +75,23 @@ pub fn affinity_score(matches: &[(bool, i64)]) -> Option<f64> {
 pub struct SpreadCounts {
     /// value → allocations (existing + planned − stopped).
     pub counts: BTreeMap<String, i64>,
+    /// (smallest, largest) of `counts` ((0, 0) when empty), once [`Self::seal`] ran: an even
+    /// spread compares every candidate against them.
+    extremes: Option<(i64, i64)>,
+}
+
+impl SpreadCounts {
+    /// Records the extremes of the final counts, so that scoring candidates does not walk the
+    /// counts each time. Counts changed afterwards make the record stale: seal again.
+    pub fn seal(&mut self) {
+        self.extremes = Some(self.compute_extremes());
+    }
+
+    fn compute_extremes(&self) -> (i64, i64) {
+        let min = self.counts.values().copied().min().unwrap_or(0);
+        let max = self.counts.values().copied().max().unwrap_or(0);
+        (min, max)
+    }
 }
 
 /// The boost of one spread for a node whose attribute value is `value` (None: attribute
@@ -106,12 +123,14 @@ pub fn spread_boost(
 }
 
 fn even_boost(value: &str, counts: &SpreadCounts) -> f64 {
-    if counts.counts.values().all(|&c| c == 0) {
+    let (lowest, highest) = counts.extremes.unwrap_or_else(|| counts.compute_extremes());
+    // Every count zero (or none yet).
+    if lowest == 0 && highest == 0 {
         return 0.0;
     }
     let current = counts.counts.get(value).copied().unwrap_or(0);
-    let min = counts.counts.values().copied().min().unwrap_or(0).min(current);
-    let max = counts.counts.values().copied().max().unwrap_or(0).max(current);
+    let min = lowest.min(current);
+    let max = highest.max(current);
     if current != min {
         return if min == 0 {
             -1.0

@@ -117,7 +117,8 @@ pub struct Stack {
     groups: FastMap<String, Arc<GroupInfo>>,
     job_escapes: bool,
     pub(crate) rng: Rng,
-    attr_cache: HashMap<(String, String), Option<String>>,
+    /// target → node ID → the node's value of the target (spreads, distinct_property).
+    attr_cache: HashMap<String, FastMap<String, Option<String>>>,
     /// Class → eligible, for blocked evaluations (`ClassEligibility`).
     pub class_eligibility: BTreeMap<String, bool>,
     /// Some constraint escaped class caching.
@@ -271,6 +272,8 @@ impl Stack {
                 usage: None,
                 feasible_for: 0,
                 placed: None,
+                spread_for: 0,
+                spread_values: None,
             });
         }
     }
@@ -614,6 +617,18 @@ impl Stack {
         if slot.usage.is_none() {
             slot.usage = Some(Self::compute_usage(state, slot.id.as_str()));
         }
+        // The node's values of the group's spread attributes, read from the node once per
+        // evaluation (a spread scans up to max(count, 100) candidates per placement).
+        let tg_key = tg as *const TaskGroup as usize;
+        if !spreads.is_empty() && (slot.spread_for != tg_key || slot.spread_values.is_none()) {
+            slot.spread_values = Some(
+                spreads
+                    .iter()
+                    .map(|s| feasible::resolve_target(&s.attribute, &cand.node).map(String::into_boxed_str))
+                    .collect(),
+            );
+            slot.spread_for = tg_key;
+        }
         let slot = &*slot;
         // `cand` (the node) is read only on the paths that need more than the slot holds.
         let node = &cand.node;
@@ -710,6 +725,7 @@ impl Stack {
             &used,
             collisions,
             &[],
+            slot.spread_values.as_deref().filter(|_| !spreads.is_empty()),
         );
         let final_score = rank::final_score(scores.as_slice());
         Some((scores, final_score))
@@ -852,19 +868,9 @@ impl Stack {
         None
     }
 
-    fn attr(&mut self, state: &dyn State, node_id: &str, target: &str) -> Option<String> {
-        let key = (target.to_string(), node_id.to_string());
-        if let Some(v) = self.attr_cache.get(&key) {
-            return v.clone();
-        }
-        let v = state
-            .node(node_id)
-            .and_then(|n| feasible::resolve_target(target, &n));
-        self.attr_cache.insert(key, v.clone());
-        v
-    }
-
     /// Counts the group's (or job's) live allocations per value of `target`, state + plan.
+    /// Node values are cached per target for the evaluation (a spread recounts for every
+    /// placement, so the plan's allocations are looked at many times).
     fn property_counts(
         &mut self,
         state: &dyn State,
@@ -873,39 +879,66 @@ impl Stack {
         group: Option<&str>,
     ) -> SpreadCounts {
         let mut counts = SpreadCounts::default();
-        let stopped: HashSet<&str> = plan
-            .node_update
-            .values()
-            .chain(plan.node_preemptions.values())
-            .flatten()
-            .map(|a| a.id.as_str())
-            .collect();
-        let placed: HashSet<&str> = plan
-            .node_allocation
-            .values()
-            .flatten()
-            .map(|a| a.id.as_str())
-            .collect();
         let job = self.job.clone();
-        for a in state.allocs_by_job(&job.namespace, &job.id) {
+        let existing = state.allocs_by_job(&job.namespace, &job.id);
+        let (stopped, placed): (HashSet<&str>, HashSet<&str>) = if existing.is_empty() {
+            Default::default()
+        } else {
+            (
+                plan.node_update
+                    .values()
+                    .chain(plan.node_preemptions.values())
+                    .flatten()
+                    .map(|a| a.id.as_str())
+                    .collect(),
+                plan.node_allocation
+                    .values()
+                    .flatten()
+                    .map(|a| a.id.as_str())
+                    .collect(),
+            )
+        };
+        if !self.attr_cache.contains_key(target) {
+            self.attr_cache.insert(target.to_string(), FastMap::default());
+        }
+        let Some(cache) = self.attr_cache.get_mut(target) else {
+            return counts;
+        };
+        let mut count = |node_id: &str| {
+            let value = match cache.get(node_id) {
+                Some(v) => v.as_deref(),
+                None => {
+                    let v = state
+                        .node(node_id)
+                        .and_then(|n| feasible::resolve_target(target, &n));
+                    cache.entry(node_id.to_string()).or_insert(v).as_deref()
+                }
+            };
+            if let Some(v) = value {
+                match counts.counts.get_mut(v) {
+                    Some(c) => *c += 1,
+                    None => {
+                        counts.counts.insert(v.to_string(), 1);
+                    }
+                }
+            }
+        };
+        for a in &existing {
             if a.terminal() || stopped.contains(a.id.as_str()) || placed.contains(a.id.as_str()) {
                 continue;
             }
             if group.is_some_and(|g| g != a.task_group) {
                 continue;
             }
-            if let Some(v) = self.attr(state, &a.node_id, target) {
-                *counts.counts.entry(v).or_default() += 1;
-            }
+            count(&a.node_id);
         }
         for a in plan.node_allocation.values().flatten() {
             if a.terminal() || a.job_id != job.id || group.is_some_and(|g| g != a.task_group) {
                 continue;
             }
-            if let Some(v) = self.attr(state, &a.node_id, target) {
-                *counts.counts.entry(v).or_default() += 1;
-            }
+            count(&a.node_id);
         }
+        counts.seal();
         counts
     }
 
@@ -1204,6 +1237,7 @@ impl Stack {
             &used,
             collisions,
             &preempted,
+            None,
         );
         let final_score = rank::final_score(scores.as_slice());
         Some(RankedNode {
@@ -1256,6 +1290,10 @@ struct Slot {
     feasible_for: usize,
     /// This pass's placements on the node, when chosen from the candidate list.
     placed: Option<Box<Placed>>,
+    /// The group (by address) `spread_values` were read for.
+    spread_for: usize,
+    /// The node's value of each of that group's spread attributes.
+    spread_values: Option<Box<[Option<Box<str>>]>>,
 }
 
 /// The candidates of one scan list in scan order. Slots are created as scans reach them
@@ -1442,6 +1480,7 @@ fn score_node(
     used: &fit::Comparable,
     collisions: usize,
     preempted: &[Arc<Allocation>],
+    spread_values: Option<&[Option<Box<str>>]>,
 ) -> ScoreList {
     let mut scores = ScoreList::default();
     if spread_algorithm {
@@ -1479,9 +1518,16 @@ fn score_node(
     if !spreads.is_empty() {
         let mut total = 0.0;
         let mut lowest = -1.0;
-        for s in spreads {
-            let value = feasible::resolve_target(&s.attribute, &cand.node);
-            total += rank::spread_boost(value.as_deref(), &s.counts, &s.targets, s.share, &mut lowest);
+        for (i, s) in spreads.iter().enumerate() {
+            let resolved;
+            let value = match spread_values.and_then(|v| v.get(i)) {
+                Some(cached) => cached.as_deref(),
+                None => {
+                    resolved = feasible::resolve_target(&s.attribute, &cand.node);
+                    resolved.as_deref()
+                }
+            };
+            total += rank::spread_boost(value, &s.counts, &s.targets, s.share, &mut lowest);
         }
         if total != 0.0 {
             scores.push(("allocation-spread", total));
