@@ -303,7 +303,8 @@ impl Suite {
         self.destroy(&d, &h).await;
     }
 
-    /// The task's environment reaches it.
+    /// The task's environment reaches it, and the settings of Drover's own helper processes
+    /// (the executor's and the container init's allocator setting) do not.
     pub async fn env_reaches_task(&self) {
         let Some(cfg) = &self.cases.print_env else { return };
         let d = (self.make)();
@@ -312,6 +313,11 @@ impl Suite {
         assert!(r.successful(), "{}: {r:?}", d.name());
         let out = Self::stdout(&h);
         assert!(out.contains(ENV_VAR.1), "{}: stdout {out:?}", d.name());
+        assert!(
+            !out.contains(crate::executor::LEAN_ALLOCATOR_ENV.0),
+            "{}: the helpers' allocator setting leaked into the task: {out:?}",
+            d.name()
+        );
         self.destroy(&d, &h).await;
     }
 

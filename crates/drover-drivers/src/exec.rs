@@ -364,9 +364,16 @@ pub(crate) fn bundle_config(
         })?;
     let mut args = vec![INIT_PATH.to_string()];
     args.extend(exec.executor.args.iter().cloned());
-    args.extend(["--init".to_string(), "--".to_string(), task.program.clone()]);
+    args.push("--init".to_string());
+    let mut env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    // The init runs with a lean allocator; the task gets the variable only if it set it.
+    let (key, value) = crate::executor::LEAN_ALLOCATOR_ENV;
+    if !config.env.contains_key(key) {
+        env.push(format!("{key}={value}"));
+        args.push(crate::executor::STRIP_ALLOCATOR_ENV_FLAG.to_string());
+    }
+    args.extend(["--".to_string(), task.program.clone()]);
     args.extend(task.args.iter().cloned());
-    let env: Vec<String> = config.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc",

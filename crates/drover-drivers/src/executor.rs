@@ -134,17 +134,35 @@ struct PidRecord {
 
 // ───────────────────────────── the executor process ─────────────────────────────
 
+/// The allocator setting Drover's helper processes run with — the executor and the init inside
+/// exec containers (both the `drover` binary): mimalloc commits memory as it is used instead of
+/// in large eager chunks, which keeps each helper at ≈ 2.5 MB of private memory instead of
+/// ≈ 8 MB (measured with `/proc/<pid>/smaps_rollup`). The agent keeps the default, which its
+/// scheduler is faster with. Tasks never see the variable.
+pub const LEAN_ALLOCATOR_ENV: (&str, &str) = ("MIMALLOC_ARENA_EAGER_COMMIT", "0");
+
+/// The init's flag saying that [`LEAN_ALLOCATOR_ENV`] was added to the container's environment
+/// for the init alone and must not reach the task.
+pub const STRIP_ALLOCATOR_ENV_FLAG: &str = "--strip-allocator-env";
+
 /// The executor's `main`: `args` is `[<spec path>]`. Returns the process exit code (0 when
 /// `exit.json` was written, whatever the task's own exit code).
 ///
-/// `args` = `["--init", "--", program, args…]` runs the container init instead (see
-/// [`run_init`]).
+/// `args` = `["--init", ["--strip-allocator-env",] "--", program, args…]` runs the container
+/// init instead (see [`run_init`]).
 pub fn run_main(args: Vec<String>) -> i32 {
-    if let [flag, dashes, argv @ ..] = args.as_slice()
+    if let [flag, rest @ ..] = args.as_slice()
         && flag == "--init"
-        && dashes == "--"
     {
-        return run_init(argv);
+        let (strip, rest) = match rest {
+            [s, rest @ ..] if s == STRIP_ALLOCATOR_ENV_FLAG => (true, rest),
+            rest => (false, rest),
+        };
+        if let [dashes, argv @ ..] = rest
+            && dashes == "--"
+        {
+            return run_init(argv, strip);
+        }
     }
     if let [flag, dashes, argv @ ..] = args.as_slice()
         && flag == "--exec"
@@ -172,7 +190,7 @@ pub fn run_main(args: Vec<String>) -> i32 {
 /// Without it the task itself would be PID 1 of its PID namespace, and the kernel drops
 /// signals PID 1 has no handler for: a plain program would ignore the stop signal (SIGINT) and
 /// only die at the SIGKILL after the kill timeout.
-pub fn run_init(argv: &[String]) -> i32 {
+pub fn run_init(argv: &[String], strip_allocator_env: bool) -> i32 {
     use nix::sys::signal::SigSet;
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let Some((program, args)) = argv.split_first() else {
@@ -199,13 +217,17 @@ pub fn run_init(argv: &[String]) -> i32 {
         eprintln!("drover init: started without --init in its arguments");
         return 127;
     };
-    let child = match Command::new(&own[0])
+    let mut child = Command::new(&own[0]);
+    child
         .args(&own[1..init_at])
         .args(["--exec", "--"])
         .arg(program)
-        .args(args)
-        .spawn()
-    {
+        .args(args);
+    if strip_allocator_env {
+        // The `--exec` half only execs the task: it needs no lean allocator, the task no trace.
+        child.env_remove(LEAN_ALLOCATOR_ENV.0);
+    }
+    let child = match child.spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("drover init: failed to start {program}: {e}");
@@ -719,6 +741,7 @@ impl Supervisor {
         let mut child = Command::new(&self.executor.program)
             .args(&self.executor.args)
             .arg(&spec_path)
+            .env(LEAN_ALLOCATOR_ENV.0, LEAN_ALLOCATOR_ENV.1)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
