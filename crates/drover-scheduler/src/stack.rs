@@ -114,7 +114,11 @@ pub struct Stack {
     /// IDs for classes that are not in the candidate index (candidates built for preferred
     /// nodes or for the system scheduler's one-node ranking), numbered after the index's.
     extra_classes: FastMap<Arc<str>, u32>,
-    groups: FastMap<String, Arc<GroupInfo>>,
+    /// Group facts by the group's address: each version of a job (a downgraded placement next
+    /// to an unpromoted canary) is its own group here, with its own constraints and caches.
+    groups: FastMap<usize, Arc<GroupInfo>>,
+    /// Group name → the number placement counts use (anti-affinity is by name, any version).
+    group_names: FastMap<String, u32>,
     job_escapes: bool,
     pub(crate) rng: Rng,
     /// target → node ID → the node's value of the target (spreads, distinct_property).
@@ -144,6 +148,7 @@ impl Stack {
             ineligible_reasons: FastMap::default(),
             extra_classes: FastMap::default(),
             groups: FastMap::default(),
+            group_names: FastMap::default(),
             placed: FastMap::default(),
             last_pick: None,
             job_escapes,
@@ -167,6 +172,7 @@ impl Stack {
         };
         let order_rng = shuffle.then(|| Rng::new(self.rng.next_u64()));
         self.list = SlotList::new(positions, order_rng);
+        self.list.fast = true;
         self.index = index;
         self.offset = 0;
         self.last_pick = None;
@@ -183,7 +189,7 @@ impl Stack {
     /// Tells the stack that `ranked` became a placement of `tg` in the plan, so later
     /// placements in this pass count it without looking the plan up.
     pub fn record_placement(&mut self, ranked: &RankedNode, tg: &TaskGroup) {
-        let group = self.group_info(tg).id;
+        let group = self.group_info(tg).name_id;
         let node = Arc::as_ptr(&ranked.node) as usize;
         let p = match self.last_pick.take() {
             Some((picked, idx))
@@ -272,15 +278,15 @@ impl Stack {
                 usage: None,
                 feasible_for: 0,
                 placed: None,
-                spread_for: 0,
-                spread_values: None,
+                spread: None,
             });
         }
     }
 
     /// Facts about a group computed once per evaluation.
     fn group_info(&mut self, tg: &TaskGroup) -> Arc<GroupInfo> {
-        if let Some(g) = self.groups.get(tg.name.as_str()) {
+        let key = tg as *const TaskGroup as usize;
+        if let Some(g) = self.groups.get(&key) {
             return g.clone();
         }
         let constraints: Vec<Constraint> = tg
@@ -305,13 +311,21 @@ impl Stack {
             .any(|c| c.operand == "distinct_property");
         let info = Arc::new(GroupInfo {
             id: u32::try_from(self.groups.len()).unwrap_or(u32::MAX),
+            name_id: match self.group_names.get(tg.name.as_str()) {
+                Some(&n) => n,
+                None => {
+                    let n = u32::try_from(self.group_names.len()).unwrap_or(u32::MAX);
+                    self.group_names.insert(tg.name.clone(), n);
+                    n
+                }
+            },
             constraints,
             escapes,
             needs_full,
             ask: fit::group_ask(tg, self.oversubscription),
             has_volumes: !tg.volumes.is_empty(),
         });
-        self.groups.insert(tg.name.clone(), info.clone());
+        self.groups.insert(key, info.clone());
         info
     }
 
@@ -475,7 +489,10 @@ impl Stack {
     ) -> Option<RankedNode> {
         let n = nodes.len();
         let info = self.group_info(tg);
-        if !info.needs_full && !opts.preempt {
+        // The fast path is for the candidate list only: its slots hold this pass's placements.
+        // The one-node lists (preferred nodes, system placements) rank their node for real,
+        // which reads the plan itself.
+        if !info.needs_full && !opts.preempt && nodes.fast {
             // Keep the counters as they were so that a fallback to the full path below does
             // not count the same nodes twice.
             let before = metrics.clone();
@@ -592,7 +609,8 @@ impl Stack {
                     needs_full: true,
                     ..(**info).clone()
                 };
-                self.groups.insert(tg.name.clone(), Arc::new(slow));
+                self.groups
+                    .insert(tg as *const TaskGroup as usize, Arc::new(slow));
                 FastOutcome::Fallback
             }
         }
@@ -620,14 +638,14 @@ impl Stack {
         // The node's values of the group's spread attributes, read from the node once per
         // evaluation (a spread scans up to max(count, 100) candidates per placement).
         let tg_key = tg as *const TaskGroup as usize;
-        if !spreads.is_empty() && (slot.spread_for != tg_key || slot.spread_values.is_none()) {
-            slot.spread_values = Some(
-                spreads
+        if !spreads.is_empty() && slot.spread.as_ref().is_none_or(|s| s.group != tg_key) {
+            slot.spread = Some(Box::new(SlotSpread {
+                group: tg_key,
+                values: spreads
                     .iter()
                     .map(|s| feasible::resolve_target(&s.attribute, &cand.node).map(String::into_boxed_str))
                     .collect(),
-            );
-            slot.spread_for = tg_key;
+            }));
         }
         let slot = &*slot;
         // `cand` (the node) is read only on the paths that need more than the slot holds.
@@ -682,7 +700,7 @@ impl Stack {
             collisions += p
                 .groups
                 .iter()
-                .find(|(g, _)| *g == info.id)
+                .find(|(g, _)| *g == info.name_id)
                 .map_or(0, |(_, n)| *n);
         }
         let job_level = job.constraints.iter().map(|c| (c, false));
@@ -725,7 +743,10 @@ impl Stack {
             &used,
             collisions,
             &[],
-            slot.spread_values.as_deref().filter(|_| !spreads.is_empty()),
+            slot.spread
+                .as_deref()
+                .filter(|_| !spreads.is_empty())
+                .map(|s| &*s.values),
         );
         let final_score = rank::final_score(scores.as_slice());
         Some((scores, final_score))
@@ -1254,8 +1275,10 @@ impl Stack {
 /// Facts about a task group, computed once per evaluation.
 #[derive(Debug, Clone)]
 struct GroupInfo {
-    /// A small number for the group, unique within the evaluation.
+    /// A small number for the group (this version of it), unique within the evaluation.
     id: u32,
+    /// The same number for every version of a group name.
+    name_id: u32,
     /// Group and task constraints other than distinct_* (those need the plan).
     constraints: Vec<Constraint>,
     /// A constraint names a unique.* property: no class caching.
@@ -1290,10 +1313,18 @@ struct Slot {
     feasible_for: usize,
     /// This pass's placements on the node, when chosen from the candidate list.
     placed: Option<Box<Placed>>,
-    /// The group (by address) `spread_values` were read for.
-    spread_for: usize,
-    /// The node's value of each of that group's spread attributes.
-    spread_values: Option<Box<[Option<Box<str>>]>>,
+    /// The node's values of a group's spread attributes, once read (boxed: most groups have
+    /// no spread, and slots stay small).
+    spread: Option<Box<SlotSpread>>,
+}
+
+/// A node's values of one group's spread attributes.
+#[derive(Debug, Clone)]
+struct SlotSpread {
+    /// The group (by address) the values were read for.
+    group: usize,
+    /// The value of each spread attribute (None: the node lacks it).
+    values: Box<[Option<Box<str>>]>,
 }
 
 /// The candidates of one scan list in scan order. Slots are created as scans reach them
@@ -1306,6 +1337,9 @@ struct SlotList {
     slots: Vec<Slot>,
     /// Draws the order; `None` keeps `order` as given.
     shuffle: Option<Rng>,
+    /// The evaluation's candidate list (its slots record placements); scanned with the fast
+    /// path when the group allows.
+    fast: bool,
 }
 
 impl SlotList {
@@ -1315,6 +1349,7 @@ impl SlotList {
             slots: Vec::with_capacity(order.len()),
             order,
             shuffle,
+            fast: false,
         }
     }
 
@@ -1442,7 +1477,7 @@ struct Placed {
     count: i64,
     /// Placements of this job.
     job: i64,
-    /// Placements per group of this job (by [`GroupInfo::id`]).
+    /// Placements per group of this job (by [`GroupInfo::name_id`]).
     groups: Vec<(u32, usize)>,
 }
 

@@ -120,12 +120,19 @@ pub fn process(
     let mut attempts = 0;
     let mut done = false;
     let mut last: Option<PassOutcome> = None;
-    // Kept from every pass: an earlier pass may have committed the `unknown` update that a
-    // later pass no longer sees as new.
-    let mut disconnect_deadlines: BTreeSet<i64> = BTreeSet::new();
+    // Disconnect deadlines whose follow-up evaluation exists: each pass creates the ones its
+    // plan needs before submitting it (a plan that commits while its submitter fails leaves
+    // allocations `unknown` that a redelivered evaluation no longer sees as new).
+    let mut deadlines_followed: BTreeSet<i64> = BTreeSet::new();
     while attempts < limit {
-        let mut outcome = pass(state.clone(), planner, eval, sysbatch, env)?;
-        disconnect_deadlines.append(&mut outcome.disconnect_deadlines);
+        let mut outcome = pass(
+            state.clone(),
+            planner,
+            eval,
+            sysbatch,
+            env,
+            &mut deadlines_followed,
+        )?;
         let refreshed = outcome.refreshed.take();
         let finished = refreshed.is_none() && outcome.full_commit;
         if outcome.progress {
@@ -146,20 +153,6 @@ pub fn process(
         // `limit` is at least 1, so at least one pass ran.
         return Err(SchedulerError::Planner("no scheduling pass ran".into()));
     };
-    // Allocations marked unknown on a disconnected node: one follow-up eval per distinct
-    // `lost_after` deadline, so they become lost (and replaced) on time.
-    for at in disconnect_deadlines {
-        let mut follow = util::next_eval(
-            eval,
-            (env.ids)(),
-            env.now,
-            reconcile::trigger::MAX_DISCONNECT_TIMEOUT,
-            eval_status::PENDING,
-            "created for delayed disconnect timeout",
-        );
-        follow.wait_until = Some(drover_types::time::Timestamp(at));
-        planner.create_eval(follow)?;
-    }
     finish(planner, eval, env, state.as_ref(), last, done, limit)
 }
 
@@ -265,8 +258,6 @@ struct PassOutcome {
     escaped: bool,
     /// `Wait` for the rolling-update follow-up: set when destructive updates were deferred.
     rolling_wait: Option<Nanos>,
-    /// When the `lost_after` windows of the allocations marked `unknown` by this pass run out.
-    disconnect_deadlines: BTreeSet<i64>,
     /// The job's modify index (None when purged).
     job_modify_index: Option<u64>,
     /// Set when the plan was partly rejected: plan again on this state.
@@ -294,6 +285,7 @@ fn pass(
     eval: &Evaluation,
     sysbatch: bool,
     env: &mut Env<'_>,
+    deadlines_followed: &mut BTreeSet<i64>,
 ) -> Result<PassOutcome, SchedulerError> {
     let job = state.job(&eval.namespace, &eval.job_id);
     let config = state.scheduler_config();
@@ -514,7 +506,6 @@ fn pass(
         class_eligibility: stack.class_eligibility.clone(),
         escaped: stack.escaped,
         rolling_wait,
-        disconnect_deadlines: results.disconnect_timeouts.values().copied().collect(),
         job_modify_index: job.as_ref().map(|j| j.job_modify_index),
         refreshed: None,
         progress: false,
@@ -522,6 +513,24 @@ fn pass(
     };
     if eval.annotate_plan {
         plan.annotations = Some(outcome.annotations.clone());
+    }
+    // Allocations this plan marks unknown on a disconnected node: one follow-up eval per
+    // distinct `lost_after` deadline (per evaluation), so they become lost (and replaced) on
+    // time — created before the plan is submitted, so that a committed plan always has them.
+    for &at in results.disconnect_timeouts.values() {
+        if !deadlines_followed.insert(at) {
+            continue;
+        }
+        let mut follow = util::next_eval(
+            eval,
+            (env.ids)(),
+            env.now,
+            reconcile::trigger::MAX_DISCONNECT_TIMEOUT,
+            eval_status::PENDING,
+            "created for delayed disconnect timeout",
+        );
+        follow.wait_until = Some(drover_types::time::Timestamp(at));
+        planner.create_eval(follow)?;
     }
     if plan.is_no_op() && !eval.annotate_plan {
         return Ok(outcome);

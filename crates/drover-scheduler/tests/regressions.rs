@@ -4,8 +4,10 @@
 mod common;
 use common::*;
 
+use drover_scheduler::State;
+use drover_scheduler::harness::{Harness, MemState};
 use drover_testkit::mock;
-use drover_types::job::{Constraint, Port};
+use drover_types::job::{Constraint, Port, UpdateStrategy};
 
 /// When the fast path's pick fails the authoritative check (dynamic ports ran out), the
 /// full-path retry must not count the same nodes twice.
@@ -176,4 +178,79 @@ fn second_preemption_on_a_node_counts_this_plans_placements() {
     assert_eq!(placed(&h).len(), 2);
     assert_eq!(plan.node_preemptions.values().flatten().count(), 2);
     assert!(h.last_eval().unwrap().failed_tg_allocs.is_empty());
+}
+
+// Found by the review of the scheduler's performance work (2026-11-26): group facts and
+// caches were keyed by group name, so two versions of a group placed in one evaluation shared
+// the constraints of whichever was seen first.
+
+fn rack_harness(n: u64) -> Harness {
+    let mut s = MemState::new();
+    for i in 0..n {
+        let mut node = mock::node(i);
+        node.meta.insert("rack".into(), format!("r{}", i % 2));
+        s.upsert_node(node);
+    }
+    Harness::new(s)
+}
+
+fn rack_of(h: &Harness, node_id: &str) -> String {
+    h.state.node(node_id).unwrap().meta["rack"].clone()
+}
+
+fn on_rack(r: &str) -> Constraint {
+    Constraint {
+        l_target: "${meta.rack}".into(),
+        r_target: r.into(),
+        operand: "=".into(),
+    }
+}
+
+/// v0 of "web" must run on rack r0; v1 (canary, unpromoted) on rack r1. In one evaluation the
+/// canary (v1) and the replacement of a lost v0 allocation (downgraded to v0) are placed.
+#[test]
+fn each_version_of_a_group_is_placed_by_its_own_constraints() {
+    let mut h = rack_harness(10);
+    let mut v0 = mock::job();
+    v0.task_groups[0].count = 4;
+    v0.task_groups[0].constraints.push(on_rack("r0"));
+    let job = register(&mut h, v0);
+    for a in live(&h, &job) {
+        assert_eq!(rack_of(&h, &a.node_id), "r0");
+    }
+    if let Some(d) = h.state.latest_deployment(&job.namespace, &job.id) {
+        let mut d = (*d).clone();
+        d.status = "successful".into();
+        h.state.upsert_deployment(d);
+    }
+    // A node with a v0 alloc goes down.
+    let victim = live(&h, &job)[0].clone();
+    let mut node = (*h.state.node(&victim.node_id).unwrap()).clone();
+    node.status = "down".into();
+    h.state.upsert_node(node);
+    // v1: new resources (destructive), a canary, and another rack.
+    let mut v1 = (*job).clone();
+    v1.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 300;
+    v1.task_groups[0].constraints = vec![on_rack("r1")];
+    v1.task_groups[0].update = Some(UpdateStrategy {
+        canary: Some(1),
+        ..UpdateStrategy::nomad_default()
+    });
+    v1.version = 1;
+    v1.job_modify_index = 800;
+    let v1 = h.state.upsert_job(v1);
+    run(&mut h, &eval_for(&v1, "job-register"));
+    let placed = placed(&h);
+    let mut report = Vec::new();
+    for a in &placed {
+        let version = a.job.as_ref().unwrap().version;
+        report.push((version, rack_of(&h, &a.node_id), a.previous_allocation.clone()));
+    }
+    eprintln!("placements (version, rack, previous): {report:?}");
+    for (version, rack, _) in &report {
+        let want = if *version == 0 { "r0" } else { "r1" };
+        assert_eq!(rack, want, "version {version} placed on {rack}: {report:?}");
+    }
+    assert!(report.iter().any(|r| r.0 == 0), "a v0 replacement: {report:?}");
+    assert!(report.iter().any(|r| r.0 == 1), "a v1 canary: {report:?}");
 }

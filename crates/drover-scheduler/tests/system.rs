@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use common::*;
 use drover_scheduler::harness::{Commit, Harness, MemState};
-use drover_scheduler::{Env, State};
+use drover_scheduler::{Env, Planner, SchedulerError, State, Submitted};
 use drover_testkit::mock;
 use drover_types::alloc::client_status;
 use drover_types::eval::{DesiredUpdates, eval_status};
 use drover_types::job::Constraint;
 use drover_types::time::SECOND;
-use drover_types::{Allocation, Evaluation, Job};
+use drover_types::{Allocation, Evaluation, Job, Plan};
 
 #[test]
 fn system_job_runs_on_every_node_and_new_nodes() {
@@ -533,5 +533,92 @@ fn queued_allocations_name_every_group_even_when_nothing_waits() {
         e.queued_allocations,
         [("agent".to_string(), 0)].into_iter().collect(),
         "a stale queued count in the job summary is reset"
+    );
+}
+
+/// Commits the first plan, then reports an error (the plan applier committed it through Raft,
+/// but the worker never got the answer: leadership change, RPC timeout).
+struct LostReply<'a> {
+    h: &'a mut Harness,
+    failed: bool,
+}
+
+impl Planner for LostReply<'_> {
+    fn submit_plan(&mut self, plan: Plan) -> Result<Submitted, SchedulerError> {
+        let r = self.h.submit_plan(plan)?;
+        if !self.failed {
+            self.failed = true;
+            return Err(SchedulerError::Planner("reply lost".into()));
+        }
+        Ok(r)
+    }
+    fn update_eval(&mut self, e: Evaluation) -> Result<(), SchedulerError> {
+        self.h.update_eval(e)
+    }
+    fn create_eval(&mut self, e: Evaluation) -> Result<(), SchedulerError> {
+        self.h.create_eval(e)
+    }
+    fn reblock_eval(&mut self, e: Evaluation) -> Result<(), SchedulerError> {
+        self.h.reblock_eval(e)
+    }
+}
+
+#[test]
+fn a_disconnect_deadline_survives_a_failed_submit() {
+    use drover_types::job::DisconnectStrategy;
+    use drover_types::time::MINUTE;
+    let mut h = harness(3);
+    let mut job = mock::system_job();
+    job.task_groups[0].disconnect = Some(DisconnectStrategy {
+        lost_after: MINUTE,
+        ..Default::default()
+    });
+    let job = register(&mut h, job);
+    let running: Vec<Allocation> = live(&h, &job)
+        .iter()
+        .map(|a| Allocation {
+            client_status: client_status::RUNNING.into(),
+            ..(**a).clone()
+        })
+        .collect();
+    h.state.upsert_allocs(running);
+    let mut n = (*h.state.node(&mock::id(1)).unwrap()).clone();
+    n.status = "disconnected".into();
+    h.state.upsert_node(n);
+    let before = h.create_evals.len();
+    let eval = eval_for(&job, "node-update");
+    // First delivery: the plan (alloc → unknown) commits, the reply is lost, the worker nacks.
+    {
+        let mut counter = 5_000_000u64;
+        let mut ids = || {
+            counter += 1;
+            mock::id(counter)
+        };
+        let mut env = Env {
+            now: NOW,
+            ids: &mut ids,
+        };
+        let state = Arc::new(h.state.clone());
+        let mut p = LostReply {
+            h: &mut h,
+            failed: false,
+        };
+        let r = drover_scheduler::process(state, &mut p, &eval, &mut env);
+        assert!(r.is_err());
+    }
+    let unknown = live(&h, &job)
+        .iter()
+        .filter(|a| a.client_status == client_status::UNKNOWN)
+        .count();
+    assert_eq!(unknown, 1, "the unknown update was committed");
+    // Redelivery.
+    run(&mut h, &eval);
+    let follow = h.create_evals[before..]
+        .iter()
+        .filter(|e| e.triggered_by == "max-disconnect-timeout")
+        .count();
+    assert_eq!(
+        follow, 1,
+        "someone must turn the unknown alloc lost after lost_after"
     );
 }
