@@ -1238,6 +1238,12 @@ impl Stack {
             }
         };
         let preempted = victims;
+        // The fit check ran without the victims; the score sees the node before they leave
+        // (reference §8.6: utilisation is computed before removal).
+        let mut used = used;
+        for v in &preempted {
+            used.add(&fit::alloc_usage(v));
+        }
 
         let resources = candidate.allocated_resources.take().unwrap_or_default();
         // Scores.

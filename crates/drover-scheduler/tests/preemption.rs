@@ -498,3 +498,31 @@ fn victims_never_include_the_placing_jobs_own_allocations() {
     assert!(live_ids(&h, &web).contains(&own.id));
     assert_eq!(live(&h, &low).len(), 1);
 }
+
+#[test]
+fn a_preempting_placement_is_scored_with_its_victims_still_on_the_node() {
+    // Reference §8.6: utilisation for the score is computed before the victims are removed.
+    let mut h = service_harness();
+    let holder = register(&mut h, service("holder", 20, 7000, &[Some(8080)]));
+    let holder_alloc = only_live(&h, &holder);
+    register(&mut h, service("urgent", 80, 4000, &[Some(8080)]));
+    let new = placed(&h);
+    assert_eq!(new.len(), 1);
+    let node = h.state.node(&new[0].node_id).unwrap();
+    let capacity = drover_scheduler::fit::node_capacity(&node);
+    let mut used = drover_scheduler::fit::alloc_usage(&new[0]);
+    used.add(&drover_scheduler::fit::alloc_usage(&holder_alloc));
+    let expected =
+        drover_scheduler::rank::binpack_fitness(&capacity, &used) / drover_scheduler::rank::MAX_FITNESS;
+    let metrics = new[0].metrics.as_ref().unwrap();
+    let scored = metrics
+        .score_meta_data
+        .iter()
+        .find(|m| m.node_id == node.id)
+        .expect("the chosen node is in the score metadata");
+    let binpack = scored.scores["binpack"];
+    assert!(
+        (binpack - expected).abs() < 1e-9,
+        "binpack {binpack}, expected {expected} (with the victim's 7000 MB counted)"
+    );
+}
