@@ -146,28 +146,9 @@ fn system_preemption_is_on_by_default() {
 
 #[test]
 fn disconnected_node_allocations_wait_for_lost_after() {
-    use drover_types::job::DisconnectStrategy;
     use drover_types::time::{MINUTE, Timestamp};
     let mut h = harness(3);
-    let mut job = mock::system_job();
-    job.task_groups[0].disconnect = Some(DisconnectStrategy {
-        lost_after: MINUTE,
-        ..Default::default()
-    });
-    let job = register(&mut h, job);
-    // The client reported them running (a pending alloc on a disconnected node is simply lost).
-    let running: Vec<Allocation> = live(&h, &job)
-        .iter()
-        .map(|a| Allocation {
-            client_status: client_status::RUNNING.into(),
-            ..(**a).clone()
-        })
-        .collect();
-    h.state.upsert_allocs(running);
-    let mut n = (*h.state.node(&mock::id(1)).unwrap()).clone();
-    n.status = "disconnected".into();
-    h.state.upsert_node(n);
-    let before = h.create_evals.len();
+    let (job, before) = running_with_a_disconnected_node(&mut h);
     run(&mut h, &eval_for(&job, "node-update"));
     let unknown: Vec<Allocation> = placed(&h)
         .into_iter()
@@ -565,27 +546,8 @@ impl Planner for LostReply<'_> {
 
 #[test]
 fn a_disconnect_deadline_survives_a_failed_submit() {
-    use drover_types::job::DisconnectStrategy;
-    use drover_types::time::MINUTE;
     let mut h = harness(3);
-    let mut job = mock::system_job();
-    job.task_groups[0].disconnect = Some(DisconnectStrategy {
-        lost_after: MINUTE,
-        ..Default::default()
-    });
-    let job = register(&mut h, job);
-    let running: Vec<Allocation> = live(&h, &job)
-        .iter()
-        .map(|a| Allocation {
-            client_status: client_status::RUNNING.into(),
-            ..(**a).clone()
-        })
-        .collect();
-    h.state.upsert_allocs(running);
-    let mut n = (*h.state.node(&mock::id(1)).unwrap()).clone();
-    n.status = "disconnected".into();
-    h.state.upsert_node(n);
-    let before = h.create_evals.len();
+    let (job, before) = running_with_a_disconnected_node(&mut h);
     let eval = eval_for(&job, "node-update");
     // First delivery: the plan (alloc → unknown) commits, the reply is lost, the worker nacks.
     {
@@ -621,4 +583,30 @@ fn a_disconnect_deadline_survives_a_failed_submit() {
         follow, 1,
         "someone must turn the unknown alloc lost after lost_after"
     );
+}
+
+/// A system job (`lost_after = 1m`) running on every node of `h`, whose node 1 has just
+/// disconnected; returns the job and the number of evaluations created so far.
+fn running_with_a_disconnected_node(h: &mut Harness) -> (Arc<Job>, usize) {
+    use drover_types::job::DisconnectStrategy;
+    use drover_types::time::MINUTE;
+    let mut job = mock::system_job();
+    job.task_groups[0].disconnect = Some(DisconnectStrategy {
+        lost_after: MINUTE,
+        ..Default::default()
+    });
+    let job = register(h, job);
+    // The client reported them running (a pending alloc on a disconnected node is simply lost).
+    let running: Vec<Allocation> = live(h, &job)
+        .iter()
+        .map(|a| Allocation {
+            client_status: client_status::RUNNING.into(),
+            ..(**a).clone()
+        })
+        .collect();
+    h.state.upsert_allocs(running);
+    let mut n = (*h.state.node(&mock::id(1)).unwrap()).clone();
+    n.status = "disconnected".into();
+    h.state.upsert_node(n);
+    (job, h.create_evals.len())
 }
