@@ -308,7 +308,10 @@ impl Run<'_> {
                     }
                     continue;
                 }
-                let mut opts = SelectOptions::default();
+                let mut opts = SelectOptions {
+                    job: downgraded.clone(),
+                    ..Default::default()
+                };
                 if !tg.volumes.is_empty() {
                     opts.alloc_name.clone_from(&p.name);
                 }

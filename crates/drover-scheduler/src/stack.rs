@@ -58,6 +58,10 @@ pub struct SelectOptions {
     pub penalty_nodes: HashSet<String>,
     /// Nodes to try first (sticky/migrating ephemeral disk).
     pub preferred_nodes: Vec<Arc<Node>>,
+    /// The job version being placed when it is not the evaluation's job (a replacement placed
+    /// with the version it replaces while canaries await promotion): its job-level constraints
+    /// apply, checked node by node.
+    pub job: Option<Arc<Job>>,
     /// The name the allocation will get, when its group has volumes (`per_alloc` host volumes
     /// are chosen by its index, and single-writer claims are checked by name). Empty otherwise.
     pub alloc_name: String,
@@ -518,7 +522,7 @@ impl Stack {
             self.materialize(nodes, k, cands);
             let slot = &nodes.slots[k];
             let cand = &cands[slot.at as usize];
-            if !self.feasible(cand, slot.class, tg, &info, &opts.alloc_name, metrics) {
+            if !self.feasible(cand, slot.class, tg, &info, opts, metrics) {
                 continue;
             }
             let Some(ranked) = self.rank(state, plan, tg, cand, opts, spreads, metrics) else {
@@ -568,7 +572,7 @@ impl Stack {
             let cand = &cands[slot.at as usize];
             let tg_key = tg as *const TaskGroup as usize;
             if slot.feasible_for != tg_key {
-                if !self.feasible(cand, slot.class, tg, info, &opts.alloc_name, metrics) {
+                if !self.feasible(cand, slot.class, tg, info, opts, metrics) {
                     continue;
                 }
                 if !info.escapes && !info.has_volumes && !self.job_escapes {
@@ -781,11 +785,20 @@ impl Stack {
         class: u32,
         tg: &TaskGroup,
         info: &GroupInfo,
-        alloc_name: &str,
+        opts: &SelectOptions,
         metrics: &mut AllocMetric,
     ) -> bool {
         let ci = class as usize;
-        // Job-level constraints.
+        // Job-level constraints: another version's, node by node; the evaluation's, cached.
+        if let Some(other) = opts.job.as_ref().filter(|j| !Arc::ptr_eq(j, &self.job)) {
+            for c in other.constraints.iter().filter(|c| !is_distinct(c)) {
+                if !self.checker.check(&cand.node, c) {
+                    Self::filter(&cand.node.node_class, c.to_string(), metrics);
+                    return false;
+                }
+            }
+            return self.group_feasible(cand, class, tg, info, &opts.alloc_name, metrics);
+        }
         let cached = if self.job_escapes {
             UNKNOWN
         } else {
@@ -816,6 +829,20 @@ impl Stack {
                 }
             }
         }
+        self.group_feasible(cand, class, tg, info, &opts.alloc_name, metrics)
+    }
+
+    /// The group-level half of [`Self::feasible`].
+    fn group_feasible(
+        &mut self,
+        cand: &Candidate,
+        class: u32,
+        tg: &TaskGroup,
+        info: &GroupInfo,
+        alloc_name: &str,
+        metrics: &mut AllocMetric,
+    ) -> bool {
+        let ci = class as usize;
         // Group-level checks.
         if info.escapes {
             self.escaped = true;

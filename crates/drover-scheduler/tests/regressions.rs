@@ -206,14 +206,22 @@ fn on_rack(r: &str) -> Constraint {
     }
 }
 
-/// v0 of "web" must run on rack r0; v1 (canary, unpromoted) on rack r1. In one evaluation the
-/// canary (v1) and the replacement of a lost v0 allocation (downgraded to v0) are placed.
-#[test]
-fn each_version_of_a_group_is_placed_by_its_own_constraints() {
+/// v0 of "web" must run on rack r0; v1 (canary, unpromoted) on rack r1 — as a group constraint
+/// or a job constraint. In one evaluation the canary (v1) and the replacement of a lost v0
+/// allocation (downgraded to v0) are placed.
+fn each_version_is_placed_by_its_own_constraints(job_level: bool) {
+    let set_rack = |j: &mut drover_types::Job, rack: &str| {
+        if job_level {
+            j.constraints = vec![on_rack(rack)];
+        } else {
+            j.task_groups[0].constraints = vec![on_rack(rack)];
+        }
+    };
+
     let mut h = rack_harness(10);
     let mut v0 = mock::job();
     v0.task_groups[0].count = 4;
-    v0.task_groups[0].constraints.push(on_rack("r0"));
+    set_rack(&mut v0, "r0");
     let job = register(&mut h, v0);
     for a in live(&h, &job) {
         assert_eq!(rack_of(&h, &a.node_id), "r0");
@@ -231,7 +239,7 @@ fn each_version_of_a_group_is_placed_by_its_own_constraints() {
     // v1: new resources (destructive), a canary, and another rack.
     let mut v1 = (*job).clone();
     v1.task_groups[0].tasks[0].resources.as_mut().unwrap().memory_mb = 300;
-    v1.task_groups[0].constraints = vec![on_rack("r1")];
+    set_rack(&mut v1, "r1");
     v1.task_groups[0].update = Some(UpdateStrategy {
         canary: Some(1),
         ..UpdateStrategy::nomad_default()
@@ -253,4 +261,14 @@ fn each_version_of_a_group_is_placed_by_its_own_constraints() {
     }
     assert!(report.iter().any(|r| r.0 == 0), "a v0 replacement: {report:?}");
     assert!(report.iter().any(|r| r.0 == 1), "a v1 canary: {report:?}");
+}
+
+#[test]
+fn each_version_of_a_group_is_placed_by_its_own_group_constraints() {
+    each_version_is_placed_by_its_own_constraints(false);
+}
+
+#[test]
+fn each_version_of_a_job_is_placed_by_its_own_job_constraints() {
+    each_version_is_placed_by_its_own_constraints(true);
 }

@@ -295,15 +295,21 @@ impl StateSnapshot {
     /// request for another type replaces it.
     pub fn node_derived<T: Any + Send + Sync>(&self, build: impl FnOnce(&Self) -> T) -> Arc<T> {
         let version = self.table_index(Table::Nodes);
-        let mut cell = self.node_derived.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, value)) = cell.as_ref()
+        let lock = || self.node_derived.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, value)) = lock().as_ref()
             && *at == version
             && let Ok(value) = Arc::clone(value).downcast::<T>()
         {
             return value;
         }
+        // Built outside the lock (readers of the cached version are not held up); kept unless
+        // a newer version is already cached, so a reader of an older snapshot does not evict
+        // the index current readers use.
         let value = Arc::new(build(self));
-        *cell = Some((version, value.clone() as Arc<dyn Any + Send + Sync>));
+        let mut cell = lock();
+        if cell.as_ref().is_none_or(|(at, _)| *at <= version) {
+            *cell = Some((version, value.clone() as Arc<dyn Any + Send + Sync>));
+        }
         value
     }
 

@@ -1356,9 +1356,16 @@ fn node_derived_values_are_built_once_per_node_table_version() {
     assert!(Arc::ptr_eq(&first, &again));
     assert_eq!(builds.load(Ordering::SeqCst), 1);
     // A node write: rebuilt from the new table.
+    let old = store.snapshot();
     ok(&store, 5, Command::UpsertNode { node: node("n2") });
     assert_eq!(*store.snapshot().node_derived(count_nodes), 2);
     assert_eq!(builds.load(Ordering::SeqCst), 2);
+    // A reader of an older snapshot gets its own version's value, built for it, without
+    // evicting the current one.
+    assert_eq!(*old.node_derived(count_nodes), 1);
+    assert_eq!(builds.load(Ordering::SeqCst), 3);
+    assert_eq!(*store.snapshot().node_derived(count_nodes), 2);
+    assert_eq!(builds.load(Ordering::SeqCst), 3);
     // Another type replaces the cached one rather than being confused with it.
     assert_eq!(*store.snapshot().node_derived(|s| s.nodes().len() as u64), 2u64);
 }
