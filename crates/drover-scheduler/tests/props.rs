@@ -2,8 +2,9 @@
 //!
 //! Safety: no node over capacity in any dimension, no two live allocations of a job with the
 //! same name index, no host port used twice on a node, preemption never evicts an allocation
-//! within 10 priority of the placing job. Liveness: the count is met whenever capacity allows.
-//! Determinism: the same inputs and seed give the same plan.
+//! within 10 priority of the placing job — also when it evicts for a static port held by other
+//! jobs. Liveness: the count is met whenever capacity allows. Determinism: the same inputs and
+//! seed give the same plan.
 
 mod common;
 
@@ -177,6 +178,44 @@ proptest! {
         }
     }
 
+    /// Port preemption: some existing allocations hold host port 8080 and the placing job asks
+    /// for static port 8080 with preemption on. Whatever is evicted, no node ends over
+    /// capacity or with a port used twice, and no victim is within 10 priority of the job.
+    #[test]
+    fn static_port_preemption_is_safe(s in scenario(), holders in prop::collection::vec(any::<bool>(), 20)) {
+        let mut s = s;
+        s.preempt = true;
+        let (mut h, mut job) = build(&s);
+        let mut holding: BTreeSet<String> = BTreeSet::new();
+        let others: Vec<Arc<Allocation>> = h.state.allocs().into_iter().collect();
+        for (k, a) in others.iter().enumerate() {
+            if !holders.get(k).copied().unwrap_or(false) || !holding.insert(a.node_id.clone()) {
+                continue;
+            }
+            let mut holder_job = (**a.job.as_ref().unwrap()).clone();
+            holder_job.task_groups[0].networks = vec![port_8080_ask()];
+            let holder_job = h.state.upsert_job(holder_job);
+            let mut held = (**a).clone();
+            held.job = Some(holder_job);
+            if let Some(r) = held.allocated_resources.as_mut() {
+                r.shared.ports = vec![drover_types::alloc::AllocatedPortMapping {
+                    label: "p".into(),
+                    value: 8080,
+                    to: 8080,
+                    ..Default::default()
+                }];
+            }
+            h.state.upsert_allocs(vec![held]);
+        }
+        job.task_groups[0].networks = vec![port_8080_ask()];
+        let j = h.state.upsert_job(job);
+        run(&mut h, &eval_for(&j, "job-register"));
+        check_safety(&h, &j)?;
+        // At most one allocation of the job per node (one port 8080 per node).
+        let per_node: BTreeSet<String> = live(&h, &j).iter().map(|a| a.node_id.clone()).collect();
+        prop_assert_eq!(per_node.len(), live(&h, &j).len());
+    }
+
     #[test]
     fn same_inputs_same_plan(s in scenario()) {
         let plan_of = || {
@@ -197,5 +236,17 @@ proptest! {
             }).collect::<Vec<_>>()
         };
         prop_assert_eq!(plan_of(), plan_of());
+    }
+}
+
+/// A group network asking for static host port 8080.
+fn port_8080_ask() -> drover_types::job::NetworkResource {
+    drover_types::job::NetworkResource {
+        reserved_ports: vec![drover_types::job::Port {
+            label: "p".into(),
+            value: 8080,
+            ..Default::default()
+        }],
+        ..Default::default()
     }
 }
