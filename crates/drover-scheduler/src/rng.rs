@@ -45,14 +45,6 @@ impl Rng {
         // Lemire's multiply-shift; the tiny bias is irrelevant here.
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
-
-    /// Fisher–Yates shuffle in place.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -80,10 +72,5 @@ mod tests {
             Rng::for_eval(id, 10).next_u64(),
             Rng::for_eval(id, 11 << 2).next_u64()
         );
-        let mut v: Vec<u32> = (0..10).collect();
-        Rng::for_eval(id, 10).shuffle(&mut v);
-        let mut sorted = v.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
     }
 }

@@ -240,36 +240,17 @@ impl Stack {
             .or_insert_with(|| u32::try_from(next).unwrap_or(Candidate::NO_CLASS_ID - 1))
     }
 
-    /// Makes sure `list` has slots up to position `upto`. Slots are made [`MATERIALIZE_BATCH`]
-    /// at a time: the batch's positions are drawn first and their candidates touched in a
-    /// tight loop, so the processor fetches those scattered records in parallel instead of
-    /// waiting for each in turn (measured: a cache miss per candidate was a fifth of the
-    /// placement time).
+    /// Makes sure `list` has slots up to position `upto` (scans move forward one position at a
+    /// time, so this adds one slot per call in steady state).
     fn materialize(&mut self, list: &mut SlotList, upto: usize, cands: &[Candidate]) {
-        if list.slots.len() > upto {
-            return;
-        }
         let first = list.slots.len();
-        let end = (upto + 1).max(first + MATERIALIZE_BATCH).min(list.order.len());
-        if let Some(rng) = list.shuffle.as_mut() {
-            for k in first..end {
+        let end = (upto + 1).min(list.order.len());
+        for k in first..end {
+            if let Some(rng) = list.shuffle.as_mut() {
                 let left = (list.order.len() - k) as u64;
                 let j = k + rng.below(left) as usize;
                 list.order.swap(k, j);
             }
-        }
-        let mut touched = 0i64;
-        for &at in &list.order[first..end] {
-            let c = &cands[at as usize];
-            // One field on each cache line of the record (ID, capacity, the rest).
-            touched = touched
-                .wrapping_add(c.max_allocs)
-                .wrapping_add(i64::from(c.class_id))
-                .wrapping_add(c.capacity.disk_mb)
-                .wrapping_add(c.id.len() as i64);
-        }
-        std::hint::black_box(touched);
-        for k in first..end {
             let at = list.order[k];
             let c = &cands[at as usize];
             let class = self.class_of(c);
@@ -1391,9 +1372,6 @@ impl SlotList {
     }
 }
 
-/// Slots made at once by [`Stack::materialize`].
-const MATERIALIZE_BATCH: usize = 32;
-
 /// Eligibility cache values.
 const UNKNOWN: u8 = 0;
 const NO: u8 = 1;
@@ -1901,10 +1879,10 @@ mod tests {
     }
 
     #[test]
-    fn the_lazy_shuffle_is_a_seeded_permutation_drawn_in_batches() {
+    fn the_lazy_shuffle_is_a_seeded_permutation() {
         let n = 100;
-        // Asking for position 0 draws one batch; asking for the last draws the rest.
-        assert_eq!(scan_order(7, n, 0).len(), MATERIALIZE_BATCH);
+        // Asking for position 0 draws one slot; asking for the last draws the rest.
+        assert_eq!(scan_order(7, n, 0).len(), 1);
         let all = scan_order(7, n, n - 1);
         let mut sorted = all.clone();
         sorted.sort_unstable();

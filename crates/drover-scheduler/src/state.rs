@@ -157,16 +157,6 @@ impl NodeKey {
         }
     }
 
-    /// The ID's length in bytes.
-    pub fn len(&self) -> usize {
-        self.as_str().len()
-    }
-
-    /// Whether the ID is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The ID.
     pub fn as_str(&self) -> &str {
         match self {
